@@ -1,0 +1,257 @@
+"""Django admin, scoped by the access policy.
+
+Managers and organization admins are staff (not superusers): they see and edit only
+their organization's rows. Nobody but a platform operator can make a superuser, move a
+user to another organization, or see another organization's objects.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django import forms
+from django.contrib import admin, messages
+from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
+from django.contrib.auth.forms import AdminUserCreationForm
+from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
+from django.contrib.auth.models import Group
+from django.db.models import ForeignKey, ManyToManyField, Model, QuerySet
+from django.forms import ModelChoiceField, ModelMultipleChoiceField
+from django.http import HttpRequest
+
+from accounts import access, services
+from accounts.models import ApiKey, Organization, Role, Team, User
+
+admin.site.site_header = "AvatarAdam administration"
+admin.site.site_title = "AvatarAdam admin"
+admin.site.index_title = "Your organization"
+admin.site.unregister(Group)
+
+
+class OrganizationScopedAdmin(admin.ModelAdmin):
+    """Base for every admin of organization data: querysets, choices and saves are scoped.
+
+    Permissions come from the role, not Django's per-model permission table: managers
+    and organization admins manage their organization; learners never reach the admin.
+    """
+
+    organization_field = "organization"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet[Any]:
+        return access.scope(request.user, super().get_queryset(request))
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return access.is_manager(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return access.is_manager(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return access.is_manager(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return access.is_manager(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return access.is_manager(request.user)
+
+    def get_exclude(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        excluded = list(super().get_exclude(request, obj) or [])
+        if not access.is_operator(request.user) and self.organization_field:
+            excluded.append(self.organization_field)
+        return excluded
+
+    def get_list_filter(self, request: HttpRequest) -> Any:
+        filters = list(super().get_list_filter(request))
+        if not access.is_operator(request.user) and self.organization_field in filters:
+            filters.remove(self.organization_field)
+        return filters
+
+    def formfield_for_foreignkey(
+        self, db_field: ForeignKey, request: HttpRequest, **kwargs: Any
+    ) -> ModelChoiceField | None:
+        field = super().formfield_for_foreignkey(db_field, request, **kwargs)
+        if field is not None and db_field.related_model in access.registered_models():
+            field.queryset = access.scope(request.user, field.queryset)
+        return field
+
+    def formfield_for_manytomany(
+        self, db_field: ManyToManyField, request: HttpRequest, **kwargs: Any
+    ) -> ModelMultipleChoiceField | None:
+        field = super().formfield_for_manytomany(db_field, request, **kwargs)
+        if field is not None and db_field.related_model in access.registered_models():
+            field.queryset = access.scope(request.user, field.queryset)
+        return field
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool
+    ) -> None:
+        if not access.is_operator(request.user) and self.organization_field:
+            setattr(obj, f"{self.organization_field}_id", request.user.organization_id)
+        super().save_model(request, obj, form, change)
+
+
+@admin.register(Organization)
+class OrganizationAdmin(OrganizationScopedAdmin):
+    list_display = ["name", "slug", "created_at"]
+    search_fields = ["name", "slug"]
+    organization_field = ""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return access.is_operator(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return access.is_operator(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return access.is_org_admin(request.user)
+
+
+@admin.register(Team)
+class TeamAdmin(OrganizationScopedAdmin):
+    list_display = ["name", "organization", "created_at"]
+    list_filter = ["organization"]
+    search_fields = ["name"]
+    filter_horizontal = ["members"]
+
+
+class UserCreationForm(AdminUserCreationForm):
+    class Meta:
+        model = User
+        fields = ("email",)
+
+
+class UserChangeForm(DjangoUserChangeForm):
+    class Meta:
+        model = User
+        fields = "__all__"
+
+
+@admin.register(User)
+class UserAdmin(OrganizationScopedAdmin, DjangoUserAdmin):
+    form = UserChangeForm
+    add_form = UserCreationForm
+    ordering = ["email"]
+    list_display = ["email", "full_name", "organization", "role", "is_active", "last_login"]
+    list_filter = ["organization", "role", "is_active"]
+    search_fields = ["email", "full_name"]
+    readonly_fields = ["last_login", "date_joined"]
+    operator_fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        ("Profile", {"fields": ("full_name", "organization", "role", "is_active")}),
+        ("Platform", {"fields": ("is_superuser",)}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+    manager_fieldsets = (
+        (None, {"fields": ("email", "password")}),
+        ("Profile", {"fields": ("full_name", "role", "is_active")}),
+        ("Dates", {"fields": ("last_login", "date_joined")}),
+    )
+    add_fieldsets = (
+        (
+            None,
+            {
+                "classes": ("wide",),
+                "fields": ("email", "full_name", "role", "password1", "password2"),
+            },
+        ),
+    )
+
+    def get_fieldsets(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        if obj is None:
+            fieldsets = self.add_fieldsets
+            if access.is_operator(request.user):
+                fieldsets = (
+                    (None, {"classes": ("wide",), "fields": (
+                        "email", "full_name", "organization", "role", "password1", "password2",
+                    )}),
+                )  # fmt: skip
+            return fieldsets
+        return (
+            self.operator_fieldsets if access.is_operator(request.user) else self.manager_fieldsets
+        )
+
+    def get_exclude(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return []  # fieldsets decide what is shown
+
+    def formfield_for_choice_field(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "role" and not access.is_org_admin(request.user):
+            # Managers may make learners and managers, never organization admins.
+            kwargs["choices"] = [
+                (Role.LEARNER, Role.LEARNER.label),
+                (Role.MANAGER, Role.MANAGER.label),
+            ]
+        return super().formfield_for_choice_field(db_field, request, **kwargs)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        if not super().has_change_permission(request, obj):
+            return False
+        # A manager cannot edit an organization admin; only admins and operators can.
+        if (
+            isinstance(obj, User)
+            and obj.role == Role.ADMIN
+            and not access.is_org_admin(request.user)
+        ):
+            return False
+        return True
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return access.is_org_admin(request.user) and obj != request.user
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool
+    ) -> None:
+        previous = User.objects.filter(pk=obj.pk).first() if change else None
+        if not access.is_operator(request.user):
+            obj.is_superuser = previous.is_superuser if previous else False
+            obj.organization_id = request.user.organization_id
+            if obj.role == Role.ADMIN and not access.is_org_admin(request.user):
+                obj.role = previous.role if previous else Role.LEARNER
+        super(OrganizationScopedAdmin, self).save_model(request, obj, form, change)
+        if previous is not None:
+            was_staff = previous.role in (Role.MANAGER, Role.ADMIN)
+            services.on_user_access_changed(
+                obj,
+                deactivated=previous.is_active and not obj.is_active,
+                demoted=was_staff and obj.role == Role.LEARNER,
+            )
+
+
+@admin.register(ApiKey)
+class ApiKeyAdmin(OrganizationScopedAdmin):
+    list_display = [
+        "name",
+        "prefix",
+        "organization",
+        "role",
+        "created_at",
+        "last_used_at",
+        "revoked_at",
+    ]
+    list_filter = ["organization", "role"]
+    readonly_fields = ["prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    fields = ["name", "role", "prefix", "created_by", "created_at", "last_used_at", "revoked_at"]
+    actions = ["revoke_selected"]
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        # A key belongs to the creator's organization; operators have none of their own.
+        return access.is_manager(request.user) and bool(request.user.organization_id)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False  # keys are created and revoked, never edited
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool
+    ) -> None:
+        created = services.create_api_key(actor=request.user, name=obj.name, role=obj.role)
+        obj.pk = created.api_key.pk
+        messages.warning(
+            request,
+            f"Copy this key now; it will not be shown again: {created.full_key}",
+        )
+
+    @admin.action(description="Revoke selected API keys")
+    def revoke_selected(self, request: HttpRequest, queryset: QuerySet[ApiKey]) -> None:
+        for api_key in queryset:
+            services.revoke_api_key(actor=request.user, api_key_id=api_key.pk)
+        self.message_user(request, f"Revoked {queryset.count()} key(s).")

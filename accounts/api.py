@@ -1,0 +1,230 @@
+"""REST API for accounts: JWT sign-in, the caller's profile, API keys, teams and users."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
+from rest_framework import serializers, status
+from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.permissions import AllowAny, BasePermission
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.throttling import ScopedRateThrottle
+from rest_framework.views import APIView
+from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.tokens import RefreshToken
+from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
+
+from accounts import access, services
+from accounts.models import ApiKey, Team, User
+
+
+class IsManager(BasePermission):
+    message = "Only managers and organization admins can do this."
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return access.is_manager(request.user)
+
+
+def raise_as_api_error(exc: Exception) -> None:
+    """Turn a service's Django error into the matching DRF error."""
+    if isinstance(exc, DjangoPermissionDenied):
+        raise PermissionDenied(str(exc)) from exc
+    if isinstance(exc, DjangoValidationError):
+        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
+        raise ValidationError(detail) from exc
+    raise exc
+
+
+# --- sign-in --------------------------------------------------------------------------
+
+
+class TokenObtainView(TokenObtainPairView):
+    """Exchange email + password for a short access token and a rotating refresh token.
+
+    Wrong passwords count toward the same lockout as the sign-in page (django-axes).
+    """
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        finally:
+            # Axes marks the DRF request it was given; the HTTP request must carry it
+            # too so AxesMiddleware answers with the lockout response.
+            if getattr(request, "axes_locked_out", False):
+                request._request.axes_locked_out = True
+
+
+class TokenRefreshRotateView(TokenRefreshView):
+    """Exchange a refresh token for a new pair; the used refresh token stops working."""
+
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+
+class LogoutView(APIView):
+    """Revoke a refresh token. Possessing the token is the credential."""
+
+    permission_classes = [AllowAny]
+    authentication_classes: list[Any] = []
+    throttle_classes = [ScopedRateThrottle]
+    throttle_scope = "auth"
+
+    class InputSerializer(serializers.Serializer):
+        refresh = serializers.CharField()
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            RefreshToken(data.validated_data["refresh"]).blacklist()
+        except TokenError as exc:
+            raise ValidationError({"refresh": [str(exc)]}) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class TeamSummarySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Team
+        fields = ["id", "name"]
+
+
+class MeView(APIView):
+    """The signed-in user (or API key) and their organization and role."""
+
+    class OutputSerializer(serializers.Serializer):
+        id = serializers.IntegerField(allow_null=True)
+        email = serializers.EmailField(allow_null=True)
+        full_name = serializers.CharField(allow_blank=True)
+        role = serializers.CharField()
+        organization = serializers.DictField(allow_null=True)
+        teams = TeamSummarySerializer(many=True)
+        api_key = serializers.CharField(allow_null=True)
+
+    def get(self, request: Request) -> Response:
+        actor = request.user
+        if isinstance(actor, User):
+            org = actor.organization
+            body = {
+                "id": actor.pk,
+                "email": actor.email,
+                "full_name": actor.full_name,
+                "role": "operator" if actor.is_superuser else actor.role,
+                "organization": {"id": org.pk, "name": org.name} if org else None,
+                "teams": access.scope(actor, Team.objects.filter(members=actor)),
+                "api_key": None,
+            }
+        else:
+            api_key = actor.api_key
+            body = {
+                "id": None,
+                "email": None,
+                "full_name": api_key.name,
+                "role": api_key.role,
+                "organization": {"id": api_key.organization_id, "name": api_key.organization.name},
+                "teams": [],
+                "api_key": api_key.prefix,
+            }
+        return Response(self.OutputSerializer(body).data)
+
+
+# --- API keys -------------------------------------------------------------------------
+
+
+class ApiKeySerializer(serializers.ModelSerializer):
+    class Meta:
+        model = ApiKey
+        fields = ["id", "name", "prefix", "role", "created_at", "last_used_at", "revoked_at"]
+        read_only_fields = fields
+
+
+class ApiKeyListCreateView(APIView):
+    permission_classes = [IsManager]
+
+    class InputSerializer(serializers.Serializer):
+        name = serializers.CharField(max_length=120)
+        role = serializers.ChoiceField(choices=["manager", "admin"], default="manager")
+
+    def get(self, request: Request) -> Response:
+        keys = access.scope(request.user, ApiKey.objects.all())
+        return Response(ApiKeySerializer(keys, many=True).data)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            created = services.create_api_key(actor=request.user, **data.validated_data)
+        except (DjangoPermissionDenied, DjangoValidationError) as exc:
+            raise_as_api_error(exc)
+        body = ApiKeySerializer(created.api_key).data
+        body["key"] = created.full_key
+        return Response(body, status=status.HTTP_201_CREATED)
+
+
+class ApiKeyDetailView(APIView):
+    permission_classes = [IsManager]
+
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(ApiKeySerializer(access.access_or_404(request.user, ApiKey, pk=pk)).data)
+
+    def delete(self, request: Request, pk: int) -> Response:
+        try:
+            services.revoke_api_key(actor=request.user, api_key_id=pk)
+        except DjangoPermissionDenied as exc:
+            raise_as_api_error(exc)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+# --- teams and users (read) -----------------------------------------------------------
+
+
+class UserSerializer(serializers.ModelSerializer):
+    teams = TeamSummarySerializer(many=True, read_only=True)
+
+    class Meta:
+        model = User
+        fields = ["id", "email", "full_name", "role", "is_active", "teams", "date_joined"]
+        read_only_fields = fields
+
+
+class TeamSerializer(serializers.ModelSerializer):
+    members = serializers.SerializerMethodField()
+
+    class Meta:
+        model = Team
+        fields = ["id", "name", "members", "created_at"]
+        read_only_fields = fields
+
+    def get_members(self, team: Team) -> list[int]:
+        return [member.pk for member in team.members.all()]
+
+
+class TeamListView(APIView):
+    def get(self, request: Request) -> Response:
+        teams = access.scope(request.user, Team.objects.prefetch_related("members"))
+        return Response(TeamSerializer(teams, many=True).data)
+
+
+class TeamDetailView(APIView):
+    def get(self, request: Request, pk: int) -> Response:
+        team = access.access_or_404(request.user, Team.objects.prefetch_related("members"), pk=pk)
+        return Response(TeamSerializer(team).data)
+
+
+class UserListView(APIView):
+    permission_classes = [IsManager]
+
+    def get(self, request: Request) -> Response:
+        users = access.scope(request.user, User.objects.prefetch_related("teams"))
+        return Response(UserSerializer(users, many=True).data)
+
+
+class UserDetailView(APIView):
+    def get(self, request: Request, pk: int) -> Response:
+        user = access.access_or_404(request.user, User.objects.prefetch_related("teams"), pk=pk)
+        return Response(UserSerializer(user).data)

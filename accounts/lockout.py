@@ -1,0 +1,45 @@
+"""django-axes hooks: which account a login attempt is for, and what a locked-out user sees."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from django.conf import settings
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import render
+
+from accounts.api_errors import error_body
+
+LOCKED_OUT_MESSAGE = (
+    "Too many failed sign-in attempts. Sign-in is blocked for {minutes} minutes; "
+    "try again later or reset your password."
+)
+
+
+def username_from_request(request: HttpRequest, credentials: dict[str, Any] | None) -> str:
+    """The email a sign-in attempt names, from credentials, a form or a JSON body."""
+    credentials = credentials or {}
+    value = credentials.get("email") or credentials.get("username")
+    if not value and request is not None:
+        value = request.POST.get("username") or request.POST.get("email")
+        if not value and request.content_type == "application/json":
+            try:
+                body = json.loads(request.body or b"{}")
+            except (ValueError, UnicodeDecodeError):
+                body = {}
+            if isinstance(body, dict):
+                value = body.get("email") or body.get("username")
+    return str(value or "").strip().lower()
+
+
+def lockout_response(request: HttpRequest, *args: Any) -> HttpResponse:
+    minutes = int(settings.AXES_COOLOFF_TIME.total_seconds() // 60)
+    message = LOCKED_OUT_MESSAGE.format(minutes=minutes)
+    retry_after = str(int(settings.AXES_COOLOFF_TIME.total_seconds()))
+    if request.path.startswith("/api/"):
+        response: HttpResponse = JsonResponse(error_body("locked_out", message), status=429)
+    else:
+        response = render(request, "registration/locked_out.html", {"message": message}, status=429)
+    response["Retry-After"] = retry_after
+    return response

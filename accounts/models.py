@@ -1,0 +1,186 @@
+"""Organizations, teams, users and their roles; API keys for servers."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+from typing import Any
+
+from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
+from django.db import models
+from django.utils import timezone
+
+
+class Organization(models.Model):
+    name = models.CharField(max_length=200)
+    slug = models.SlugField(max_length=80, unique=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class Role(models.TextChoices):
+    LEARNER = "learner", "Learner"
+    MANAGER = "manager", "Manager"
+    ADMIN = "admin", "Organization admin"
+
+
+class UserManager(BaseUserManager["User"]):
+    use_in_migrations = True
+
+    def create_user(self, email: str, password: str | None = None, **fields: Any) -> User:
+        if not email:
+            raise ValueError("An email address is required.")
+        user = self.model(email=self.normalize_email(email).lower(), **fields)
+        user.set_password(password)
+        user.save(using=self._db)
+        return user
+
+    def create_superuser(self, email: str, password: str | None = None, **fields: Any) -> User:
+        fields.update(is_staff=True, is_superuser=True)
+        return self.create_user(email, password, **fields)
+
+    def get_by_natural_key(self, username: str | None) -> User:
+        return self.get(email__iexact=username or "")
+
+
+class User(AbstractBaseUser, PermissionsMixin):
+    """A person who signs in with an email address.
+
+    A user belongs to at most one organization with one role there. Django superusers are
+    platform operators and need no organization. Managers and organization admins get
+    `is_staff` so they can use the (organization-scoped) admin.
+    """
+
+    email = models.EmailField(unique=True)
+    full_name = models.CharField(max_length=200, blank=True)
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.PROTECT, related_name="users"
+    )
+    role = models.CharField(max_length=16, choices=Role.choices, default=Role.LEARNER)
+    is_active = models.BooleanField(default=True)
+    is_staff = models.BooleanField(default=False)
+    date_joined = models.DateTimeField(default=timezone.now)
+
+    objects = UserManager()
+
+    USERNAME_FIELD = "email"
+    EMAIL_FIELD = "email"
+    REQUIRED_FIELDS: list[str] = []
+
+    class Meta:
+        ordering = ["email"]
+        constraints = [
+            models.CheckConstraint(
+                condition=models.Q(is_superuser=True) | models.Q(organization__isnull=False),
+                name="user_in_organization_unless_operator",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return self.email
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        self.email = self.email.lower()
+        self.is_staff = self.is_superuser or self.role in (Role.MANAGER, Role.ADMIN)
+        super().save(*args, **kwargs)
+
+    @property
+    def display_name(self) -> str:
+        return self.full_name or self.email
+
+    @property
+    def is_learner(self) -> bool:
+        return self.role == Role.LEARNER and not self.is_superuser
+
+    @property
+    def is_manager(self) -> bool:
+        """Manager or organization admin: may manage their organization's content."""
+        return self.role in (Role.MANAGER, Role.ADMIN)
+
+    @property
+    def is_org_admin(self) -> bool:
+        return self.role == Role.ADMIN
+
+
+class Team(models.Model):
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="teams")
+    name = models.CharField(max_length=200)
+    members = models.ManyToManyField(User, related_name="teams", blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["name"]
+        constraints = [
+            models.UniqueConstraint(fields=["organization", "name"], name="team_name_unique_in_org")
+        ]
+
+    def __str__(self) -> str:
+        return self.name
+
+
+API_KEY_PREFIX_LENGTH = 8
+
+
+def _hash_api_key(secret: str) -> str:
+    # Keys are 256 random bits, so a fast hash is safe and lets lookups use an index.
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+class ApiKeyQuerySet(models.QuerySet["ApiKey"]):
+    def active(self) -> ApiKeyQuerySet:
+        return self.filter(revoked_at__isnull=True)
+
+
+class ApiKey(models.Model):
+    """A server's credential for the API, scoped to one organization.
+
+    Only a hash is stored; the full key is shown once at creation. The prefix stays
+    visible so people can tell keys apart.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="api_keys"
+    )
+    name = models.CharField(max_length=120)
+    prefix = models.CharField(max_length=API_KEY_PREFIX_LENGTH, unique=True, editable=False)
+    key_hash = models.CharField(max_length=64, unique=True, editable=False)
+    role = models.CharField(
+        max_length=16,
+        choices=[(Role.MANAGER, Role.MANAGER.label), (Role.ADMIN, Role.ADMIN.label)],
+        default=Role.MANAGER,
+    )
+    created_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+    last_used_at = models.DateTimeField(null=True, blank=True, editable=False)
+    revoked_at = models.DateTimeField(null=True, blank=True, editable=False)
+
+    objects = ApiKeyQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at"]
+        verbose_name = "API key"
+
+    def __str__(self) -> str:
+        return f"{self.name} ({self.prefix}…)"
+
+    @property
+    def is_active(self) -> bool:
+        return self.revoked_at is None
+
+    @staticmethod
+    def generate() -> tuple[str, str, str]:
+        """Return (full key, prefix, hash) for a new key."""
+        prefix = secrets.token_hex(API_KEY_PREFIX_LENGTH // 2)
+        full_key = f"aa_{prefix}_{secrets.token_urlsafe(32)}"
+        return full_key, prefix, _hash_api_key(full_key)
+
+    @staticmethod
+    def hash_key(full_key: str) -> str:
+        return _hash_api_key(full_key)

@@ -1,0 +1,13 @@
+"""The Celery app: tasks are acknowledged late and re-queued if a worker dies."""
+
+from __future__ import annotations
+
+import os
+
+from celery import Celery
+
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatar_adam.settings")
+
+app = Celery("avatar_adam")
+app.config_from_object("django.conf:settings", namespace="CELERY")
+app.autodiscover_tasks()

@@ -1,0 +1,129 @@
+"""`make run`: embedded services, migrations, demo content, then Daphne + Celery worker + beat.
+
+    python -m avatar_adam.launcher run      # serve at http://127.0.0.1:8000 until Ctrl-C
+    python -m avatar_adam.launcher stop     # stop embedded servers left running
+
+Ctrl-C (or SIGTERM) stops every process this started, then the embedded PostgreSQL and
+Redis, keeping their data under var/ for the next run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from avatar_adam import embedded
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+
+
+def _var_dir() -> Path:
+    return Path(os.environ.get("AVATAR_ADAM_VAR_DIR", BASE_DIR / "var")).resolve()
+
+
+def _manage(*args: str) -> None:
+    subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], check=True, cwd=BASE_DIR)
+
+
+def _terminate(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
+    for process in processes:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout
+    for process in processes:
+        remaining = max(0.1, deadline - time.monotonic())
+        try:
+            process.wait(remaining)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+def run(host: str, port: int) -> int:
+    os.environ.setdefault("DEBUG", "true")
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatar_adam.settings")
+    var_dir = _var_dir()
+    os.environ["AVATAR_ADAM_VAR_DIR"] = str(var_dir)
+    stopping = False
+
+    def request_stop(signum: int, frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGINT, request_stop)
+    signal.signal(signal.SIGTERM, request_stop)
+
+    processes: list[subprocess.Popen[bytes]] = []
+    try:
+        if not os.environ.get("DATABASE_URL"):
+            print(
+                f"Embedded PostgreSQL (pgvector) under {embedded.postgres_dir(var_dir)}", flush=True
+            )
+            embedded.ensure_postgres(var_dir)
+        if not os.environ.get("REDIS_URL"):
+            print(f"Embedded Redis under {embedded.redis_dir(var_dir)}", flush=True)
+            embedded.ensure_redis(var_dir)
+        _manage("migrate", "--noinput", "-v", "0")
+        _manage("seed_demo")
+        # Children ignore the terminal's Ctrl-C: this process stops them in order.
+        child_options = {"cwd": BASE_DIR, "start_new_session": True}
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "daphne", "-b", host, "-p", str(port),
+                 "avatar_adam.asgi:application"],
+                **child_options,
+            )
+        )  # fmt: skip
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "avatar_adam", "worker",
+                 "--loglevel", "INFO", "--concurrency", "2"],
+                **child_options,
+            )
+        )  # fmt: skip
+        processes.append(
+            subprocess.Popen(
+                [sys.executable, "-m", "celery", "-A", "avatar_adam", "beat", "--loglevel", "INFO"],
+                **child_options,
+            )
+        )
+        print(
+            f"\n  AvatarAdam is running at http://{host}:{port}/  (Ctrl-C stops it)\n", flush=True
+        )
+        while not stopping:
+            if any(process.poll() is not None for process in processes):
+                print("A server process exited; stopping the others.", file=sys.stderr)
+                return 1
+            time.sleep(0.5)
+        return 0
+    finally:
+        print("\nStopping…", flush=True)
+        _terminate(processes)
+        if not os.environ.get("REDIS_URL"):
+            embedded.stop_redis(var_dir)
+        if not os.environ.get("DATABASE_URL"):
+            embedded.stop_postgres(var_dir)
+        print("Stopped. Data is kept under var/.", flush=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m avatar_adam.launcher")
+    commands = parser.add_subparsers(dest="command", required=True)
+    run_parser = commands.add_parser("run", help="serve the app with demo content")
+    run_parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
+    run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
+    commands.add_parser("stop", help="stop the embedded PostgreSQL and Redis")
+    args = parser.parse_args()
+    if args.command == "run":
+        return run(args.host, args.port)
+    embedded.stop_all(_var_dir())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""pytest plugin (loaded with `-p`): the test session's own throwaway embedded servers.
+
+Imported before Django's settings, it points AVATAR_ADAM_VAR_DIR at a fresh temporary
+folder, so `make test` never touches var/ and starts its own PostgreSQL and Redis
+(unless DATABASE_URL / REDIS_URL name real ones). They stop, and the folder is removed,
+when the session ends.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import tempfile
+from pathlib import Path
+
+import pytest
+
+_OWNED_VAR_DIR: Path | None = None
+
+if "AVATAR_ADAM_VAR_DIR" not in os.environ:
+    _OWNED_VAR_DIR = Path(tempfile.mkdtemp(prefix="avatar-adam-test-"))
+    os.environ["AVATAR_ADAM_VAR_DIR"] = str(_OWNED_VAR_DIR)
+os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+# The test client and the browser tests talk plain HTTP on localhost.
+os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
+os.environ.setdefault("SECURE_COOKIES", "false")
+os.environ.setdefault("LOG_FORMAT", "console")
+os.environ.setdefault("LOG_LEVEL", "WARNING")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if _OWNED_VAR_DIR is None or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    from avatar_adam import embedded
+
+    embedded.stop_all(_OWNED_VAR_DIR)
+    shutil.rmtree(_OWNED_VAR_DIR, ignore_errors=True)

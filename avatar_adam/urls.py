@@ -1,0 +1,13 @@
+from django.contrib import admin
+from django.urls import include, path
+
+from avatar_adam import health
+
+urlpatterns = [
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", health.metrics, name="metrics"),
+    path("admin/", admin.site.urls),
+    path("api/v1/", include("accounts.api_urls")),
+    path("", include("accounts.urls")),
+]

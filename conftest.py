@@ -1,0 +1,149 @@
+"""Shared fixtures: named people in two organizations, API clients, a clean Redis cache.
+
+alice  - manager of Acme        bob   - learner at Acme       carol - admin of Acme
+mallory - manager of Globex (the other organization)          oscar - platform operator
+"""
+
+from pathlib import Path
+
+import pytest
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from accounts.models import Role, User
+from accounts.tests.factories import PASSWORD, OrganizationFactory, TeamFactory, UserFactory
+
+
+@pytest.fixture(autouse=True)
+def _clean_cache():
+    """Throttles and lockouts live in the Redis cache: each test starts with none."""
+    cache.clear()
+    yield
+    cache.clear()
+
+
+@pytest.fixture
+def password():
+    return PASSWORD
+
+
+@pytest.fixture
+def acme(db):
+    return OrganizationFactory(name="Acme", slug="acme")
+
+
+@pytest.fixture
+def globex(db):
+    return OrganizationFactory(name="Globex", slug="globex")
+
+
+@pytest.fixture
+def alice(acme):
+    return UserFactory(email="alice@acme.test", organization=acme, role=Role.MANAGER)
+
+
+@pytest.fixture
+def carol(acme):
+    return UserFactory(email="carol@acme.test", organization=acme, role=Role.ADMIN)
+
+
+@pytest.fixture
+def bob(acme):
+    return UserFactory(email="bob@acme.test", organization=acme, role=Role.LEARNER)
+
+
+@pytest.fixture
+def mallory(globex):
+    return UserFactory(email="mallory@globex.test", organization=globex, role=Role.MANAGER)
+
+
+@pytest.fixture
+def oscar(db):
+    return User.objects.create_superuser("oscar@platform.test", PASSWORD)
+
+
+@pytest.fixture
+def acme_team(acme, bob):
+    team = TeamFactory(organization=acme, name="Field Sales")
+    team.members.add(bob)
+    return team
+
+
+@pytest.fixture
+def api_client():
+    return APIClient()
+
+
+def token_for(client, user, password=PASSWORD):
+    response = client.post(
+        "/api/v1/auth/token/", {"email": user.email, "password": password}, format="json"
+    )
+    assert response.status_code == 200, response.content
+    return response.json()
+
+
+@pytest.fixture
+def api_as():
+    """api_as(user) -> an APIClient sending that user's JWT access token."""
+
+    def make(user):
+        client = APIClient()
+        tokens = token_for(client, user)
+        client.credentials(HTTP_AUTHORIZATION=f"Bearer {tokens['access']}")
+        return client
+
+    return make
+
+
+CHROMIUM = "/usr/bin/chromium"
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--disable-quic",
+    "--no-first-run",
+]
+SCREENSHOTS = Path(__file__).resolve().parent / "test-artifacts" / "screenshots"
+
+
+@pytest.fixture(scope="session")
+def _chromium():
+    import os
+
+    if not Path(CHROMIUM).exists():
+        reason = (
+            f"BROWSER TESTS SKIPPED: {CHROMIUM} is missing "
+            "(apt-get install -y chromium; .ci/run installs it)"
+        )
+        if os.environ.get("REQUIRE_BROWSER"):
+            pytest.fail(reason.replace("SKIPPED", "REQUIRED but cannot run"))
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    # Playwright's sync API keeps an event loop on this thread; the test's own ORM calls
+    # (fixtures, assertions) are still synchronous, so Django's guard does not apply.
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def page(_chromium, live_server, request):
+    """A fresh Chromium tab against the live server; a screenshot is kept after the test."""
+    context = _chromium.new_context(
+        base_url=live_server.url, viewport={"width": 1280, "height": 860}
+    )
+    tab = context.new_page()
+    errors = []
+    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    tab.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
+    tab.console_errors = errors
+    yield tab
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
