@@ -1,6 +1,6 @@
-"""Time the embedded services: first start (initdb), start on existing data, reuse of a running server.
+"""Time the embedded services: first start, start on existing data, reuse of running ones.
 
-    .venv/bin/python bench/embedded_startup.py
+.venv/bin/python bench/embedded_startup.py
 """
 
 import shutil
@@ -12,7 +12,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from avatar_adam import embedded  # noqa: E402
+from avatar_adam import embedded
 
 
 def timed(action) -> float:
