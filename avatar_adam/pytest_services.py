@@ -8,6 +8,7 @@ when the session ends.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
@@ -29,10 +30,21 @@ os.environ.setdefault("LOG_FORMAT", "console")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 
 
-def pytest_unconfigure(config: pytest.Config) -> None:
+def _stop_owned_servers() -> None:
     if _OWNED_VAR_DIR is None or os.environ.get("PYTEST_XDIST_WORKER"):
+        return
+    if not _OWNED_VAR_DIR.exists():
         return
     from avatar_adam import embedded
 
     embedded.stop_all(_OWNED_VAR_DIR)
     shutil.rmtree(_OWNED_VAR_DIR, ignore_errors=True)
+
+
+# Also at exit: a session that dies while starting (e.g. an import error in settings)
+# never reaches pytest_unconfigure, and must not leave servers running.
+atexit.register(_stop_owned_servers)
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _stop_owned_servers()

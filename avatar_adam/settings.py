@@ -197,6 +197,12 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+CELERY_BEAT_SCHEDULE = {
+    "requeue-stalled-documents": {
+        "task": "knowledge.requeue_stalled_documents",
+        "schedule": 120.0,
+    },
+}
 
 # --- Auth -----------------------------------------------------------------------------
 
@@ -328,6 +334,39 @@ except OSError:
     pass
 WHITENOISE_USE_FINDERS = True
 MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
+
+# --- Knowledge base -------------------------------------------------------------------
+
+STORAGES = {
+    "default": {
+        "BACKEND": env(
+            "DOCUMENT_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+        )
+    },
+    "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+}
+DOCUMENT_MAX_BYTES = env.int("DOCUMENT_MAX_BYTES", default=25 * 1024 * 1024)
+DOCUMENT_MAX_PAGES = env.int("DOCUMENT_MAX_PAGES", default=2000)
+DOCUMENT_PARSE_TIMEOUT_SECONDS = env.int("DOCUMENT_PARSE_TIMEOUT_SECONDS", default=120)
+DOCUMENT_PARSE_MEMORY_MB = env.int("DOCUMENT_PARSE_MEMORY_MB", default=1024)
+DOCUMENT_MAX_UNCOMPRESSED_BYTES = env.int(
+    "DOCUMENT_MAX_UNCOMPRESSED_BYTES", default=200 * 1024 * 1024
+)
+CHUNK_TARGET_TOKENS = env.int("CHUNK_TARGET_TOKENS", default=220)
+CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", default=40)
+EMBEDDING_PROVIDER = env("EMBEDDING_PROVIDER", default="local")
+EMBEDDING_MODEL = env("EMBEDDING_MODEL", default="all-MiniLM-L6-v2")
+EMBEDDING_DIMENSIONS = env.int(
+    "EMBEDDING_DIMENSIONS", default=384 if EMBEDDING_PROVIDER == "local" else 1536
+)
+EMBEDDING_BASE_URL = env("EMBEDDING_BASE_URL", default="https://api.openai.com/v1")
+EMBEDDING_API_KEY = env("EMBEDDING_API_KEY", default="")
+EMBEDDING_TIMEOUT_SECONDS = env.float("EMBEDDING_TIMEOUT_SECONDS", default=20.0)
+EMBEDDING_THREADS = env.int("EMBEDDING_THREADS", default=2)
+RETRIEVAL_CACHE_SECONDS = env.int("RETRIEVAL_CACHE_SECONDS", default=24 * 60 * 60)
+RETRIEVAL_EF_SEARCH = env.int("RETRIEVAL_EF_SEARCH", default=100)
+RETRIEVAL_CANDIDATES = env.int("RETRIEVAL_CANDIDATES", default=40)
+RETRIEVAL_LEXICAL_WEIGHT = env.float("RETRIEVAL_LEXICAL_WEIGHT", default=0.5)
 
 # --- Logging: structured JSON, pretty in a terminal -----------------------------------
 

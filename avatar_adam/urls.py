@@ -9,5 +9,7 @@ urlpatterns = [
     path("metrics", health.metrics, name="metrics"),
     path("admin/", admin.site.urls),
     path("api/v1/", include("accounts.api_urls")),
+    path("api/v1/", include("knowledge.api_urls")),
+    path("knowledge/", include("knowledge.urls")),
     path("", include("accounts.urls")),
 ]

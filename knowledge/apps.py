@@ -3,3 +3,11 @@ from django.apps import AppConfig
 
 class KnowledgeConfig(AppConfig):
     name = "knowledge"
+    verbose_name = "Knowledge base"
+
+    def ready(self) -> None:
+        from accounts import access
+        from knowledge.models import Chunk, Document
+
+        access.register(Document, learners="none")
+        access.register(Chunk, learners="none")

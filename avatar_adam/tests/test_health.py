@@ -1,5 +1,6 @@
 """Health, readiness, metrics protection, request ids and request-size limits."""
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -43,6 +44,7 @@ def test_readyz_turns_503_naming_redis_when_redis_stops(client):
             response = client.get("/readyz")
     finally:
         embedded.stop_redis(var_dir)
+        shutil.rmtree(var_dir, ignore_errors=True)
     assert response.status_code == 503
     body = response.json()
     assert body["checks"]["postgresql"] == "ok"

@@ -12,6 +12,9 @@ from accounts import access
 from accounts.models import ApiKey, Organization, Team, User
 from accounts.tests.factories import TeamFactory, UserFactory, make_api_key
 from avatar_adam.tests.url_walk import walk
+from knowledge import services
+from knowledge.models import Chunk, Document
+from knowledge.tests.factories import upload
 
 pytestmark = pytest.mark.django_db
 
@@ -20,6 +23,15 @@ ID_URLS = {
     "api-key-detail": ApiKey,
     "api-team-detail": Team,
     "api-user-detail": User,
+    "api-document-detail": Document,
+    "api-document-reingest": Document,
+}
+# Page URLs (session sign-in) whose parameter is an object id, and the model it names.
+PAGE_ID_URLS = {
+    "knowledge:document-row": Document,
+    "knowledge:reingest": Document,
+    "knowledge:delete": Document,
+    "knowledge:download": Document,
 }
 # URL names with parameters that are not organization objects.
 NOT_OBJECT_URLS = {
@@ -36,10 +48,20 @@ def foreign_object(model, globex):
         User: lambda: UserFactory(organization=globex),
         Team: lambda: TeamFactory(organization=globex),
         ApiKey: lambda: make_api_key(globex)[0],
+        Document: lambda: globex_document(globex),
+        Chunk: lambda: globex_document(globex, ingest=True).chunks.first(),
     }
     if model not in makers:
         pytest.fail(f"No Globex object maker for {model.__name__}: add one to foreign_object().")
     return makers[model]()
+
+
+def globex_document(globex, ingest=False):
+    owner = UserFactory(organization=globex, role="manager")
+    document = upload(owner, b"Globex secret pricing: 40% off for friends.", "secret.txt")
+    if ingest:
+        services.ingest_document(document.pk)
+    return document
 
 
 def admin_model(route):
@@ -80,7 +102,7 @@ def test_every_url_with_an_object_id_is_known_to_this_test():
         if is_admin(route):
             if admin_model(route) is None:
                 unknown.append(route.route)
-        elif route.name not in ID_URLS:
+        elif route.name not in ID_URLS and route.name not in PAGE_ID_URLS:
             unknown.append(f"{route.route} ({route.name})")
     assert not unknown, f"Map these URLs to their model in ID_URLS: {unknown}"
 
@@ -158,3 +180,23 @@ def test_admin_routes_treat_another_organizations_objects_as_missing(client, ali
         assert str(target.pk) not in response.content.decode() or response.status_code != 200
         checked += 1
     assert checked > 0
+
+
+@pytest.mark.parametrize("actor_name", ["alice", "bob"])
+def test_pages_answer_404_for_another_organizations_objects(client, actor_name, alice, bob, globex):
+    client.force_login({"alice": alice, "bob": bob}[actor_name])
+    checked = 0
+    for route in id_routes():
+        if route.name not in PAGE_ID_URLS:
+            continue
+        target = foreign_object(PAGE_ID_URLS[route.name], globex)
+        url = reverse(route.name, kwargs={route.params[0]: target.pk})
+        for method in ("get", "post"):
+            response = getattr(client, method)(url)
+            # learners are refused before any lookup; managers get "not found"
+            assert response.status_code in (403, 404, 405), (method, url, response.status_code)
+            if actor_name == "alice" and response.status_code != 405:
+                assert response.status_code == 404, (method, url)
+        assert target.__class__.objects.filter(pk=target.pk).exists()
+        checked += 1
+    assert checked == len(PAGE_ID_URLS)

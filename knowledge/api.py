@@ -1,0 +1,158 @@
+"""REST API of the knowledge base: documents and search, for managers and API keys."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from rest_framework import serializers, status
+from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.parsers import MultiPartParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from accounts import access
+from accounts.api import IsManager
+from knowledge import services
+from knowledge.extraction import UnsupportedDocument
+from knowledge.models import Document
+from knowledge.retrieval import InvalidQuery, KnowledgeScope, retrieve_passages
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_code = "document_too_large"
+
+
+class UnsupportedMediaType(APIException):
+    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
+    default_code = "unsupported_document_type"
+
+
+class DocumentSerializer(serializers.ModelSerializer):
+    status_label = serializers.CharField(source="get_status_display", read_only=True)
+
+    class Meta:
+        model = Document
+        fields = [
+            "id", "title", "original_filename", "format", "content_type", "size_bytes",
+            "sha256", "collection", "status", "status_label", "progress", "error",
+            "page_count", "chunk_count", "created_at", "updated_at", "ingested_at",
+        ]  # fmt: skip
+        read_only_fields = fields
+
+
+class DocumentListCreateView(APIView):
+    """List the organization's documents, or upload one (answers at once, 202 queued)."""
+
+    permission_classes = [IsManager]
+    parser_classes = [MultiPartParser]
+
+    class InputSerializer(serializers.Serializer):
+        file = serializers.FileField(allow_empty_file=True)
+        title = serializers.CharField(max_length=300, required=False, allow_blank=True)
+        collection = serializers.CharField(max_length=100, required=False, allow_blank=True)
+
+    def get(self, request: Request) -> Response:
+        documents = access.scope(request.user, Document.objects.all())
+        return Response(DocumentSerializer(documents, many=True).data)
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            result = services.upload_document(
+                actor=request.user,
+                uploaded_file=data.validated_data["file"],
+                title=data.validated_data.get("title", ""),
+                collection=data.validated_data.get("collection", ""),
+            )
+        except services.DocumentTooLarge as exc:
+            raise PayloadTooLarge(str(exc)) from exc
+        except UnsupportedDocument as exc:
+            raise UnsupportedMediaType(str(exc)) from exc
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        body = DocumentSerializer(result.document).data
+        body["duplicate"] = not result.created
+        return Response(body, status=status.HTTP_202_ACCEPTED if result.created else 200)
+
+
+class DocumentDetailView(APIView):
+    permission_classes = [IsManager]
+
+    def get(self, request: Request, pk: int) -> Response:
+        document = access.access_or_404(request.user, Document, pk=pk)
+        return Response(DocumentSerializer(document).data)
+
+    def delete(self, request: Request, pk: int) -> Response:
+        services.delete_document(actor=request.user, document_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class DocumentReingestView(APIView):
+    permission_classes = [IsManager]
+
+    def post(self, request: Request, pk: int) -> Response:
+        document = services.reingest_document(actor=request.user, document_id=pk)
+        return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
+
+
+class PassageSerializer(serializers.Serializer):
+    chunk_id = serializers.IntegerField()
+    document_id = serializers.IntegerField()
+    document_title = serializers.CharField()
+    page = serializers.IntegerField(allow_null=True)
+    heading_path = serializers.CharField(allow_blank=True)
+    text = serializers.CharField()
+    snippet_html = serializers.CharField()
+    score = serializers.FloatField()
+    vector_rank = serializers.IntegerField(allow_null=True)
+    text_rank = serializers.IntegerField(allow_null=True)
+
+
+class SearchView(APIView):
+    """Search the organization's knowledge base; passages come with where they are from."""
+
+    permission_classes = [IsManager]
+
+    class InputSerializer(serializers.Serializer):
+        query = serializers.CharField(max_length=2000, trim_whitespace=True)
+        limit = serializers.IntegerField(min_value=1, max_value=20, default=5)
+        mode = serializers.ChoiceField(choices=["hybrid", "vector", "text"], default="hybrid")
+        collections = serializers.ListField(
+            child=serializers.CharField(max_length=100), required=False, default=list
+        )
+        document_ids = serializers.ListField(
+            child=serializers.IntegerField(), required=False, default=list
+        )
+
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values: dict[str, Any] = data.validated_data
+        document_ids = values["document_ids"]
+        if document_ids:
+            # Ids inside the payload go through the policy too: a foreign id is a 400.
+            visible = set(
+                access.scope(
+                    request.user, Document.objects.filter(pk__in=document_ids)
+                ).values_list("pk", flat=True)
+            )
+            unknown = sorted(set(document_ids) - visible)
+            if unknown:
+                raise ValidationError({"document_ids": [f"Unknown document ids: {unknown}."]})
+        try:
+            passages = retrieve_passages(
+                organization_id=request.user.organization_id,
+                query=values["query"],
+                scope=KnowledgeScope(tuple(values["collections"]), tuple(document_ids)),
+                limit=values["limit"],
+                mode=values["mode"],
+            )
+        except InvalidQuery as exc:
+            raise ValidationError({"query": [str(exc)]}) from exc
+        return Response(
+            {"query": values["query"], "passages": PassageSerializer(passages, many=True).data}
+        )

@@ -1,0 +1,426 @@
+"""Decide a document's type from its content and extract its text as headed blocks.
+
+Extractors (all pure Python, well kept): pypdf for PDF (page by page, outline for
+headings), python-docx for DOCX (lxml with entity resolution off), BeautifulSoup with
+the standard-library parser for HTML, markdown-it-py for Markdown. Extraction runs in a
+child process with a memory and time limit (`extract_isolated`), so a hostile file can
+hang or crash only that child, never the worker.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import resource
+import subprocess
+import sys
+import zipfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+ACCEPTED_TYPES = {
+    "pdf": "PDF (.pdf)",
+    "docx": "Word (.docx)",
+    "html": "HTML (.html)",
+    "markdown": "Markdown (.md)",
+    "text": "plain text (.txt)",
+}
+ACCEPTED_LIST = ", ".join(ACCEPTED_TYPES.values())
+CONTENT_TYPES = {
+    "pdf": "application/pdf",
+    "docx": "application/vnd.openxmlformats-officedocument.wordprocessingml.document",
+    "html": "text/html",
+    "markdown": "text/markdown",
+    "text": "text/plain",
+}
+SNIFF_BYTES = 8192
+MAX_ZIP_ENTRIES = 2000
+MAX_COMPRESSION_RATIO = 100
+BINARY_SIGNATURES = {
+    b"\x89PNG": "a PNG image",
+    b"\xff\xd8\xff": "a JPEG image",
+    b"GIF8": "a GIF image",
+    b"MZ": "a Windows program",
+    b"\x7fELF": "a program",
+    b"\xd0\xcf\x11\xe0": "an old-style Office file (.doc/.xls); save it as .docx",
+    b"Rar!": "a RAR archive",
+    b"\x1f\x8b": "a gzip archive",
+}
+HTML_HINT = re.compile(rb"<(!doctype html|html|head|body|h[1-6]|p|div|article)[\s>]", re.I)
+
+
+class UnsupportedDocument(ValueError):
+    """The upload is not a type we accept; the message says what it is and what we take."""
+
+
+class ExtractionError(Exception):
+    """The document could not be read; the message is a reason a manager can act on."""
+
+
+@dataclass
+class Block:
+    text: str
+    heading_path: list[str] = field(default_factory=list)
+    page: int | None = None
+
+
+@dataclass
+class Extraction:
+    blocks: list[Block]
+    page_count: int | None = None
+
+
+# --- type from content ----------------------------------------------------------------
+
+
+def sniff_format(stream: IO[bytes], filename: str) -> str:
+    """Return one of ACCEPTED_TYPES for the upload's content, or raise UnsupportedDocument."""
+    stream.seek(0)
+    head = stream.read(SNIFF_BYTES)
+    stream.seek(0)
+    if not head.strip():
+        raise UnsupportedDocument(f"The file is empty. Accepted types: {ACCEPTED_LIST}.")
+    if b"%PDF-" in head[:1024]:
+        return "pdf"
+    if head.startswith(b"PK\x03\x04"):
+        try:
+            with zipfile.ZipFile(stream) as archive:
+                names = set(archive.namelist())
+        except zipfile.BadZipFile:
+            raise UnsupportedDocument(
+                f"This looks like a damaged ZIP archive. Accepted types: {ACCEPTED_LIST}."
+            ) from None
+        finally:
+            stream.seek(0)
+        if "word/document.xml" in names:
+            return "docx"
+        raise UnsupportedDocument(
+            f"This is a ZIP archive, not a Word document. Accepted types: {ACCEPTED_LIST}."
+        )
+    for signature, what in BINARY_SIGNATURES.items():
+        if head.startswith(signature):
+            raise UnsupportedDocument(f"This is {what}. Accepted types: {ACCEPTED_LIST}.")
+    control = sum(byte < 9 or 13 < byte < 32 for byte in head)
+    if _decode(head, strict=True) is None or control > len(head) // 100:
+        raise UnsupportedDocument(
+            f"This is a binary file we cannot read. Accepted types: {ACCEPTED_LIST}."
+        )
+    if HTML_HINT.search(head[:2048]):
+        return "html"
+    lower = filename.lower()
+    if lower.endswith((".md", ".markdown")) or re.search(rb"(?m)^#{1,6} \S", head):
+        return "markdown"
+    return "text"
+
+
+def _decode(data: bytes, *, strict: bool = False) -> str | None:
+    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
+        return data.decode("utf-16", errors="replace")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        if strict and exc.start >= len(data) - 4:
+            return data[: exc.start].decode("utf-8-sig")  # a character cut at the sniff edge
+    if b"\x00" in data:
+        return None if strict else data.replace(b"\x00", b"").decode("cp1252", errors="replace")
+    return data.decode("cp1252", errors="replace")
+
+
+def clean_text(text: str) -> str:
+    """Drop NUL and other control characters PostgreSQL or readers choke on; tidy spaces."""
+    text = text.replace("\x00", "")
+    text = re.sub(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]", " ", text)
+    text = re.sub(r"[ \t\u00a0]+", " ", text)
+    return re.sub(r"\n{3,}", "\n\n", text).strip()
+
+
+# --- extractors -----------------------------------------------------------------------
+
+
+def extract(path: Path, kind: str, *, max_pages: int, max_uncompressed: int) -> Extraction:
+    """Extract headed text blocks. Raises ExtractionError with a readable reason."""
+    extractors = {
+        "pdf": lambda: _extract_pdf(path, max_pages),
+        "docx": lambda: _extract_docx(path, max_uncompressed),
+        "html": lambda: _extract_html(_decode(path.read_bytes()) or ""),
+        "markdown": lambda: _extract_markdown(_decode(path.read_bytes()) or ""),
+        "text": lambda: _extract_text(_decode(path.read_bytes()) or ""),
+    }
+    extraction = extractors[kind]()
+    extraction.blocks = [
+        Block(clean_text(block.text), [clean_text(h) for h in block.heading_path], block.page)
+        for block in extraction.blocks
+    ]
+    extraction.blocks = [block for block in extraction.blocks if block.text]
+    if not extraction.blocks:
+        if kind == "pdf":
+            raise ExtractionError(
+                "No text found in this PDF. It may be scanned images only; upload a PDF "
+                "with selectable text."
+            )
+        raise ExtractionError("No text found in this document.")
+    return extraction
+
+
+def _extract_pdf(path: Path, max_pages: int) -> Extraction:
+    from pypdf import PdfReader
+    from pypdf.errors import PdfReadError
+
+    try:
+        reader = PdfReader(str(path), strict=False)
+        if reader.is_encrypted:
+            raise ExtractionError(
+                "This PDF is password-protected. Upload a copy without a password."
+            )
+        page_count = len(reader.pages)
+    except ExtractionError:
+        raise
+    except (PdfReadError, ValueError, KeyError, TypeError, OSError) as exc:
+        raise ExtractionError(
+            f"This PDF could not be read; it seems damaged ({type(exc).__name__})."
+        ) from None
+    if page_count > max_pages:
+        raise ExtractionError(
+            f"This PDF has {page_count} pages; the limit is {max_pages}. Split it and "
+            "upload the parts."
+        )
+    headings_by_page = _pdf_outline(reader)
+    blocks: list[Block] = []
+    current: list[str] = []
+    for number, page in enumerate(reader.pages, start=1):
+        current = headings_by_page.get(number, current)
+        try:
+            text = page.extract_text() or ""
+        except Exception as exc:  # one bad page must not lose the rest of the document
+            text = ""
+            blocks.append(Block("", current, number))
+            del exc
+        for paragraph in re.split(r"\n\s*\n", text):
+            blocks.append(Block(paragraph.replace("\n", " "), list(current), number))
+    return Extraction(blocks, page_count)
+
+
+def _pdf_outline(reader: Any) -> dict[int, list[str]]:
+    """Map page number -> heading path from the PDF's bookmarks (empty when it has none)."""
+    result: dict[int, list[str]] = {}
+
+    def walk(items: list[Any], trail: list[str]) -> None:
+        last: list[str] = trail
+        for item in items:
+            if isinstance(item, list):
+                walk(item, last)
+                continue
+            try:
+                page = reader.get_destination_page_number(item) + 1
+            except Exception:  # noqa: S112 - a broken bookmark is skipped, not fatal
+                continue
+            last = [*trail, str(item.title)]
+            result.setdefault(page, last)
+
+    try:
+        walk(reader.outline, [])
+    except Exception:
+        return {}
+    return result
+
+
+def _extract_docx(path: Path, max_uncompressed: int) -> Extraction:
+    try:
+        with zipfile.ZipFile(path) as archive:
+            entries = archive.infolist()
+            if len(entries) > MAX_ZIP_ENTRIES:
+                raise ExtractionError("This Word file has too many parts to be a real document.")
+            total = sum(entry.file_size for entry in entries)
+            if total > max_uncompressed:
+                raise ExtractionError(
+                    "This Word file expands to more than "
+                    f"{max_uncompressed // (1024 * 1024)} MB; it looks like a ZIP bomb."
+                )
+            for entry in entries:
+                ratio = entry.file_size / max(entry.compress_size, 1)
+                if entry.file_size > 1024 * 1024 and ratio > MAX_COMPRESSION_RATIO:
+                    raise ExtractionError(
+                        "This Word file is compressed suspiciously well (a ZIP bomb?); "
+                        "it was not opened."
+                    )
+    except zipfile.BadZipFile:
+        raise ExtractionError("This is not a valid Word (.docx) file.") from None
+    import docx
+    from docx.opc.exceptions import PackageNotFoundError
+
+    try:
+        document = docx.Document(str(path))
+    except (PackageNotFoundError, KeyError, ValueError) as exc:
+        raise ExtractionError(
+            f"This Word file could not be read; it seems damaged ({type(exc).__name__})."
+        ) from None
+    except MemoryError:
+        raise
+    except Exception as exc:  # lxml raises its own syntax errors for broken XML
+        raise ExtractionError(
+            f"This Word file could not be read; it seems damaged ({type(exc).__name__})."
+        ) from None
+    blocks: list[Block] = []
+    trail: list[str] = []
+    for paragraph in document.paragraphs:
+        text = paragraph.text.strip()
+        if not text:
+            continue
+        level = _docx_heading_level(paragraph.style.name if paragraph.style else "")
+        if level:
+            trail = [*trail[: level - 1], text]
+            continue
+        blocks.append(Block(text, list(trail)))
+    for table in document.tables:
+        for row in table.rows:
+            cells = [cell.text.strip() for cell in row.cells if cell.text.strip()]
+            if cells:
+                blocks.append(Block(" | ".join(dict.fromkeys(cells)), list(trail)))
+    return Extraction(blocks)
+
+
+def _docx_heading_level(style: str) -> int:
+    match = re.fullmatch(r"(?:Heading|Title)\s*(\d?)", style.strip(), re.I)
+    if not match:
+        return 0
+    return int(match.group(1) or 1)
+
+
+HTML_DROP = ["script", "style", "noscript", "template", "iframe", "svg", "object", "embed", "nav"]
+HTML_BLOCKS = ["p", "li", "pre", "blockquote", "dd", "dt", "td", "th", "figcaption", "caption"]
+
+
+def _extract_html(html: str) -> Extraction:
+    from bs4 import BeautifulSoup
+
+    soup = BeautifulSoup(html, "html.parser")
+    for tag in soup(HTML_DROP):
+        tag.decompose()
+    for tag in soup.select("[role=navigation], .sphinxsidebar, .related, footer, header"):
+        tag.decompose()
+    root = soup.body or soup
+    blocks: list[Block] = []
+    trail: list[str] = []
+    for element in root.find_all(["h1", "h2", "h3", "h4", "h5", "h6", *HTML_BLOCKS]):
+        if element.find_parent(HTML_BLOCKS):
+            continue  # its text is part of the enclosing block
+        text = element.get_text(" ", strip=True)
+        if not text:
+            continue
+        if element.name in ("h1", "h2", "h3", "h4", "h5", "h6"):
+            level = int(element.name[1])
+            trail = [*trail[: level - 1], text.rstrip("¶ ").strip()]
+            continue
+        if element.name == "pre":
+            text = element.get_text()
+        blocks.append(Block(text, list(trail)))
+    if not blocks:
+        loose = root.get_text(" ", strip=True)
+        if loose:
+            blocks.append(Block(loose, []))
+    return Extraction(blocks)
+
+
+def _extract_markdown(source: str) -> Extraction:
+    from markdown_it import MarkdownIt
+
+    tokens = MarkdownIt("commonmark").enable("table").parse(source)
+    blocks: list[Block] = []
+    trail: list[str] = []
+    heading_level = 0
+    for token in tokens:
+        if token.type == "heading_open":
+            heading_level = int(token.tag[1])
+        elif token.type == "inline" and heading_level:
+            trail = [*trail[: heading_level - 1], token.content]
+            heading_level = 0
+        elif token.type == "inline":
+            blocks.append(Block(token.content, list(trail)))
+        elif token.type in ("fence", "code_block"):
+            blocks.append(Block(token.content, list(trail)))
+    return Extraction(blocks)
+
+
+def _extract_text(source: str) -> Extraction:
+    return Extraction([Block(paragraph) for paragraph in re.split(r"\n\s*\n", source)])
+
+
+# --- isolation ------------------------------------------------------------------------
+
+
+def extract_isolated(
+    path: Path,
+    kind: str,
+    *,
+    max_pages: int,
+    max_uncompressed: int,
+    timeout_seconds: int,
+    memory_mb: int,
+) -> Extraction:
+    """Run `extract` in a child process capped in memory and time.
+
+    Raises ExtractionError for unreadable documents, hangs and crashes alike.
+    """
+
+    def limit_child() -> None:
+        limit = memory_mb * 1024 * 1024
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+    command = [
+        sys.executable,
+        "-m",
+        "knowledge.extraction",
+        str(path),
+        kind,
+        str(max_pages),
+        str(max_uncompressed),
+    ]
+    try:
+        completed = subprocess.run(
+            command,
+            capture_output=True,
+            timeout=timeout_seconds,
+            preexec_fn=limit_child,
+            cwd=Path(__file__).resolve().parent.parent,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise ExtractionError(
+            f"Reading this document took longer than {timeout_seconds} s and was stopped."
+        ) from None
+    if completed.returncode != 0:
+        raise ExtractionError(
+            "This document could not be read: the reader ran out of memory or crashed "
+            f"(exit status {completed.returncode})."
+        )
+    result = json.loads(completed.stdout)
+    if "error" in result:
+        raise ExtractionError(result["error"])
+    return Extraction(
+        [Block(**block) for block in result["blocks"]], page_count=result.get("page_count")
+    )
+
+
+def _child_main(argv: list[str]) -> None:
+    path, kind, max_pages, max_uncompressed = argv
+    try:
+        extraction = extract(
+            Path(path), kind, max_pages=int(max_pages), max_uncompressed=int(max_uncompressed)
+        )
+        payload: dict[str, Any] = {
+            "blocks": [asdict(block) for block in extraction.blocks],
+            "page_count": extraction.page_count,
+        }
+    except ExtractionError as exc:
+        payload = {"error": str(exc)}
+    except RecursionError:
+        payload = {"error": "This document is nested too deeply to read."}
+    except MemoryError:
+        payload = {"error": "This document needs more memory to read than the limit allows."}
+    sys.stdout.write(json.dumps(payload))
+
+
+if __name__ == "__main__":
+    _child_main(sys.argv[1:])

@@ -1,0 +1,258 @@
+"""Hybrid retrieval: pgvector nearest neighbours fused with PostgreSQL full-text ranks.
+
+Both candidate lists are filtered by organization and scope inside SQL. The HNSW scan
+is iterative (pgvector 0.8), so a narrow scope still fills its candidate list instead of
+being starved by the filter. The lists are fused with weighted reciprocal rank fusion:
+the lexical list gets a lower weight because, measured on our evaluation set, plain
+any-term full text is much weaker than vectors (see BENCHMARKS.md). Results are cached
+in Redis per (organization, knowledge version, scope, mode, normalized query).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Any, Literal
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import connection, transaction
+from prometheus_client import Counter, Histogram
+
+from knowledge.embeddings import Embedder, get_embedder
+from knowledge.services import knowledge_version
+
+Mode = Literal["hybrid", "vector", "text"]
+RRF_K = 60
+MAX_QUERY_CHARS = 2000
+MARK_START, MARK_END = "\x02", "\x03"
+
+RETRIEVAL_CACHE = Counter(
+    "avatar_adam_retrieval_cache_total", "Retrieval cache lookups", ["result"]
+)
+RETRIEVAL_SECONDS = Histogram(
+    "avatar_adam_retrieval_seconds",
+    "Retrieval time, cache misses only",
+    ["part"],
+    buckets=(0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1.0),
+)
+
+
+class InvalidQuery(ValueError):
+    """The question is empty or too long."""
+
+
+@dataclass(frozen=True)
+class KnowledgeScope:
+    """Which part of an organization's knowledge base to search; empty means all of it."""
+
+    collections: tuple[str, ...] = ()
+    document_ids: tuple[int, ...] = ()
+
+    @property
+    def is_everything(self) -> bool:
+        return not self.collections and not self.document_ids
+
+    def cache_part(self) -> str:
+        return (
+            "c=" + ",".join(sorted(self.collections))
+            + ";d=" + ",".join(str(i) for i in sorted(self.document_ids))
+        )  # fmt: skip
+
+
+@dataclass
+class Passage:
+    chunk_id: int
+    document_id: int
+    document_title: str
+    page: int | None
+    heading_path: str
+    text: str
+    snippet_html: str  # the passage's text, HTML-escaped, query terms wrapped in <mark>
+    score: float
+    vector_rank: int | None = None
+    text_rank: int | None = None
+    why: list[str] = field(default_factory=list)
+
+
+def normalize_query(query: str) -> str:
+    return re.sub(r"\s+", " ", (query or "").strip().lower())
+
+
+def _scope_sql(scope: KnowledgeScope) -> tuple[str, list[Any]]:
+    if scope.is_everything:
+        return "", []
+    return (
+        " AND (c.collection = ANY(%s) OR c.document_id = ANY(%s))",
+        [list(scope.collections), list(scope.document_ids)],
+    )
+
+
+def _vector_candidates(
+    organization_id: int, vector: list[float], scope: KnowledgeScope, limit: int
+) -> list[int]:
+    scope_sql, scope_params = _scope_sql(scope)
+    literal = _vector_literal(vector)
+    with transaction.atomic(), connection.cursor() as cursor:
+        ef_search = int(max(settings.RETRIEVAL_EF_SEARCH, limit))
+        cursor.execute(f"SET LOCAL hnsw.ef_search = {ef_search}")
+        cursor.execute("SET LOCAL hnsw.iterative_scan = relaxed_order")
+        cursor.execute(
+            "WITH nearest AS MATERIALIZED ("
+            "  SELECT c.id, c.embedding <=> %s::vector AS distance FROM knowledge_chunk c"
+            "  WHERE c.organization_id = %s AND c.embedding IS NOT NULL" + scope_sql
+            + "  ORDER BY c.embedding <=> %s::vector LIMIT %s"
+            ") SELECT id FROM nearest ORDER BY distance",
+            [literal, organization_id, *scope_params, literal, limit],
+        )  # fmt: skip
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _any_term_query_sql() -> str:
+    # plainto_tsquery ANDs the terms; OR them so a question phrased in other words still
+    # matches passages that share only some of its terms.
+    return "to_tsquery('english', replace(plainto_tsquery('english', %s)::text, '&', '|'))"
+
+
+def _text_candidates(
+    organization_id: int, query: str, scope: KnowledgeScope, limit: int
+) -> list[int]:
+    scope_sql, scope_params = _scope_sql(scope)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH q AS (SELECT " + _any_term_query_sql() + " AS query) "
+            "SELECT c.id FROM knowledge_chunk c, q"
+            " WHERE c.organization_id = %s AND c.search_vector @@ q.query" + scope_sql
+            + " ORDER BY ts_rank_cd(c.search_vector, q.query, 1) DESC, c.id LIMIT %s",
+            [query, organization_id, *scope_params, limit],
+        )  # fmt: skip
+        return [row[0] for row in cursor.fetchall()]
+
+
+def _vector_literal(vector: list[float]) -> str:
+    return "[" + ",".join(f"{value:.7f}" for value in vector) + "]"
+
+
+def _fuse(
+    vector_ids: list[int], text_ids: list[int], lexical_weight: float
+) -> list[tuple[int, float, int | None, int | None]]:
+    scores: dict[int, float] = {}
+    vector_rank = {chunk_id: rank for rank, chunk_id in enumerate(vector_ids, start=1)}
+    text_rank = {chunk_id: rank for rank, chunk_id in enumerate(text_ids, start=1)}
+    for chunk_id, rank in vector_rank.items():
+        scores[chunk_id] = scores.get(chunk_id, 0.0) + 1.0 / (RRF_K + rank)
+    for chunk_id, rank in text_rank.items():
+        scores[chunk_id] = scores.get(chunk_id, 0.0) + lexical_weight / (RRF_K + rank)
+    ordered = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
+    return [(cid, score, vector_rank.get(cid), text_rank.get(cid)) for cid, score in ordered]
+
+
+def _load_passages(
+    ranked: list[tuple[int, float, int | None, int | None]], query: str
+) -> list[Passage]:
+    if not ranked:
+        return []
+    ids = [chunk_id for chunk_id, *_ in ranked]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH q AS (SELECT " + _any_term_query_sql() + " AS query) "
+            "SELECT c.id, c.document_id, d.title, c.page, c.heading_path, c.text,"
+            # Escape before ts_headline: its parser drops anything that looks like a tag.
+            " ts_headline('english', replace(replace(replace(c.text, '&', '&amp;'),"
+            " '<', '&lt;'), '>', '&gt;'), q.query, %s)"
+            " FROM knowledge_chunk c JOIN knowledge_document d ON d.id = c.document_id, q"
+            " WHERE c.id = ANY(%s)",
+            [
+                query,
+                f"StartSel={MARK_START}, StopSel={MARK_END}, MaxWords=45, MinWords=20, "
+                'MaxFragments=2, FragmentDelimiter=" … "',
+                ids,
+            ],
+        )
+        rows = {row[0]: row for row in cursor.fetchall()}
+    passages = []
+    for chunk_id, score, vector_rank, text_rank in ranked:
+        row = rows.get(chunk_id)
+        if row is None:
+            continue  # deleted between the two queries
+        _, document_id, title, page, heading, text, headline = row
+        # The text was escaped in SQL; only our own markers become markup.
+        snippet = headline.replace(MARK_START, "<mark>").replace(MARK_END, "</mark>")
+        why = []
+        if vector_rank:
+            why.append(f"meaning match #{vector_rank}")
+        if text_rank:
+            why.append(f"word match #{text_rank}")
+        passages.append(
+            Passage(
+                chunk_id=chunk_id,
+                document_id=document_id,
+                document_title=title,
+                page=page,
+                heading_path=heading,
+                text=text,
+                snippet_html=snippet,
+                score=round(score, 6),
+                vector_rank=vector_rank,
+                text_rank=text_rank,
+                why=why,
+            )
+        )
+    return passages
+
+
+def retrieve_passages(
+    *,
+    organization_id: int,
+    query: str,
+    scope: KnowledgeScope | None = None,
+    limit: int = 5,
+    mode: Mode = "hybrid",
+    embedder: Embedder | None = None,
+    use_cache: bool = True,
+    lexical_weight: float | None = None,
+) -> list[Passage]:
+    """The passages of the organization's knowledge (within `scope`) that best answer `query`.
+
+    Raises InvalidQuery for an empty or overlong question.
+    """
+    scope = scope or KnowledgeScope()
+    normalized = normalize_query(query)
+    if not normalized:
+        raise InvalidQuery("Ask a question: the query is empty.")
+    if len(normalized) > MAX_QUERY_CHARS:
+        raise InvalidQuery(f"The question is too long: the limit is {MAX_QUERY_CHARS} characters.")
+    weight = settings.RETRIEVAL_LEXICAL_WEIGHT if lexical_weight is None else lexical_weight
+    key = ""
+    if use_cache:
+        digest = hashlib.sha256(normalized.encode()).hexdigest()[:32]
+        key = (
+            f"retrieval:{organization_id}:{knowledge_version(organization_id)}:{mode}:{limit}"
+            f":{weight}:{scope.cache_part()}:{digest}"
+        )
+        cached = cache.get(key)
+        if cached is not None:
+            RETRIEVAL_CACHE.labels("hit").inc()
+            return [Passage(**item) for item in cached]
+        RETRIEVAL_CACHE.labels("miss").inc()
+    candidates = max(settings.RETRIEVAL_CANDIDATES, limit)
+    vector_ids: list[int] = []
+    text_ids: list[int] = []
+    if mode in ("hybrid", "vector"):
+        started = time.perf_counter()
+        vector = (embedder or get_embedder()).embed([normalized])[0]
+        RETRIEVAL_SECONDS.labels("embed").observe(time.perf_counter() - started)
+        started = time.perf_counter()
+        vector_ids = _vector_candidates(organization_id, vector, scope, candidates)
+        RETRIEVAL_SECONDS.labels("vector_sql").observe(time.perf_counter() - started)
+    if mode in ("hybrid", "text"):
+        started = time.perf_counter()
+        text_ids = _text_candidates(organization_id, normalized, scope, candidates)
+        RETRIEVAL_SECONDS.labels("text_sql").observe(time.perf_counter() - started)
+    ranked = _fuse(vector_ids, text_ids, weight)[:limit]
+    passages = _load_passages(ranked, normalized)
+    if use_cache:
+        cache.set(key, [asdict(p) for p in passages], settings.RETRIEVAL_CACHE_SECONDS)
+    return passages

@@ -1,0 +1,376 @@
+"""What the knowledge app does: upload, ingest, re-ingest and delete documents.
+
+Ingestion is idempotent: the work before the final step (extract, chunk, embed) writes
+nothing but progress, and the final step replaces the document's chunks in one
+transaction. A worker killed at any point leaves either the previous complete set of
+chunks or the new one, never a mix or a duplicate, and the re-delivered task redoes the
+work (embeddings already computed come from the cache).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import tempfile
+import unicodedata
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import structlog
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.core.files.uploadedfile import UploadedFile
+from django.db import connection, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from accounts import access
+from accounts.access import Actor
+from knowledge.chunking import HEADING_SEPARATOR, chunk_blocks
+from knowledge.embeddings import Embedder, EmbeddingError, get_embedder
+from knowledge.extraction import (
+    CONTENT_TYPES,
+    ExtractionError,
+    UnsupportedDocument,
+    extract_isolated,
+    sniff_format,
+)
+from knowledge.models import (
+    DEFAULT_COLLECTION,
+    Chunk,
+    Document,
+    DocumentStatus,
+    EmbeddingCacheEntry,
+)
+from knowledge.tokens import count_tokens
+
+logger = structlog.get_logger(__name__)
+
+MAX_ATTEMPTS = 5
+EMBED_BATCH = 64
+
+
+class DocumentTooLarge(ValueError):
+    """The upload is over DOCUMENT_MAX_BYTES."""
+
+
+__all__ = [
+    "DocumentTooLarge",
+    "UnsupportedDocument",
+    "UploadResult",
+    "delete_document",
+    "ingest_document",
+    "reingest_document",
+    "upload_document",
+]
+
+
+@dataclass(frozen=True)
+class UploadResult:
+    document: Document
+    created: bool
+
+
+# --- knowledge version (retrieval cache invalidation) ---------------------------------
+
+
+def _version_key(organization_id: int) -> str:
+    return f"knowledge:version:{organization_id}"
+
+
+def knowledge_version(organization_id: int) -> int:
+    return int(cache.get(_version_key(organization_id)) or 0)
+
+
+def bump_knowledge_version(organization_id: int) -> None:
+    """Invalidate every cached retrieval of the organization."""
+    key = _version_key(organization_id)
+    cache.add(key, 0, timeout=None)
+    cache.incr(key)
+
+
+# --- upload ---------------------------------------------------------------------------
+
+
+def sanitize_filename(name: str) -> str:
+    """The last path component, without control characters, at most 200 characters."""
+    name = re.split(r"[\\/]", name or "")[-1]
+    name = "".join(ch for ch in name if unicodedata.category(ch)[0] != "C")
+    name = name.strip().strip(".").strip()
+    return name[:200] or "document"
+
+
+def _title_from(filename: str) -> str:
+    stem = Path(filename).stem if "." in filename else filename
+    return re.sub(r"[_\-]+", " ", stem).strip()[:300] or "Untitled document"
+
+
+def _require_manager(actor: Actor) -> None:
+    if not access.is_manager(actor) or not actor.organization_id:
+        raise PermissionDenied("Only managers of an organization can manage its knowledge base.")
+
+
+def _sha256(uploaded: UploadedFile) -> str:
+    digest = hashlib.sha256()
+    uploaded.seek(0)
+    for part in uploaded.chunks():
+        digest.update(part)
+    uploaded.seek(0)
+    return digest.hexdigest()
+
+
+def upload_document(
+    *, actor: Actor, uploaded_file: UploadedFile, title: str = "", collection: str = ""
+) -> UploadResult:
+    """Store an upload and queue its ingestion; answers at once.
+
+    The same content twice in one organization returns the existing document.
+    Raises PermissionDenied, DocumentTooLarge (413) or UnsupportedDocument (415).
+    """
+    _require_manager(actor)
+    limit = settings.DOCUMENT_MAX_BYTES
+    if uploaded_file.size is None or uploaded_file.size > limit:
+        raise DocumentTooLarge(
+            f"The file is {uploaded_file.size or 0:,} bytes; the limit is {limit:,} bytes "
+            f"({limit // (1024 * 1024)} MB)."
+        )
+    filename = sanitize_filename(uploaded_file.name or "")
+    kind = sniff_format(uploaded_file, filename)
+    sha256 = _sha256(uploaded_file)
+    organization_id = actor.organization_id
+    existing = Document.objects.filter(organization_id=organization_id, sha256=sha256).first()
+    if existing is not None:
+        return UploadResult(existing, created=False)
+    with transaction.atomic():
+        document = Document(
+            organization_id=organization_id,
+            title=(title or "").strip()[:300] or _title_from(filename),
+            original_filename=filename,
+            format=kind,
+            content_type=CONTENT_TYPES[kind],
+            size_bytes=uploaded_file.size,
+            sha256=sha256,
+            collection=(collection or "").strip()[:100] or DEFAULT_COLLECTION,
+            uploaded_by=actor if getattr(actor, "pk", None) else None,
+        )
+        document.file.save(filename, uploaded_file, save=False)
+        document.save()
+        _queue_ingestion(document)
+    return UploadResult(document, created=True)
+
+
+def _queue_ingestion(document: Document) -> None:
+    from knowledge.tasks import ingest_document_task
+
+    document_id = document.pk
+    transaction.on_commit(lambda: ingest_document_task.delay(document_id))
+
+
+@transaction.atomic
+def reingest_document(*, actor: Actor, document_id: int) -> Document:
+    """Queue a document's ingestion again (after a failure, or a new embedding model)."""
+    _require_manager(actor)
+    document = access.access_or_404(actor, Document.objects.select_for_update(), pk=document_id)
+    document.status = DocumentStatus.QUEUED
+    document.progress = 0
+    document.error = ""
+    document.attempts = 0
+    document.save(update_fields=["status", "progress", "error", "attempts", "updated_at"])
+    _queue_ingestion(document)
+    return document
+
+
+def delete_document(*, actor: Actor, document_id: int) -> None:
+    """Delete a document, its chunks and its file; cached retrievals stop showing it."""
+    _require_manager(actor)
+    with transaction.atomic():
+        document = access.access_or_404(actor, Document.objects.select_for_update(), pk=document_id)
+        organization_id = document.organization_id
+        file_name = document.file.name
+        storage = document.file.storage
+        document.delete()
+        transaction.on_commit(lambda: bump_knowledge_version(organization_id))
+        transaction.on_commit(lambda: storage.delete(file_name))
+
+
+# --- ingestion ------------------------------------------------------------------------
+
+
+def _set_stage(document: Document, status: str, progress: int) -> None:
+    Document.objects.filter(pk=document.pk).update(
+        status=status, progress=progress, updated_at=timezone.now()
+    )
+
+
+def mark_failed(document_id: int, reason: str) -> None:
+    """Record a permanent failure with its reason; a failed document has no chunks."""
+    with transaction.atomic():
+        Chunk.objects.filter(document_id=document_id).delete()
+        updated = Document.objects.filter(pk=document_id).update(
+            status=DocumentStatus.FAILED,
+            error=reason[:2000],
+            chunk_count=0,
+            updated_at=timezone.now(),
+        )
+        organization_id = (
+            Document.objects.filter(pk=document_id)
+            .values_list("organization_id", flat=True)
+            .first()
+        )
+        if updated and organization_id:
+            transaction.on_commit(lambda: bump_knowledge_version(organization_id))
+    logger.warning("document_failed", document_id=document_id, reason=reason)
+
+
+@contextmanager
+def _local_copy(document: Document) -> Iterator[Path]:
+    """A path on local disk for the child reader, whatever the storage backend."""
+    try:
+        local = Path(document.file.path)
+    except NotImplementedError:
+        local = None
+    if local is not None:
+        yield local
+        return
+    handle, temporary = tempfile.mkstemp(prefix="aa-doc-")
+    try:
+        with os.fdopen(handle, "wb") as target, document.file.open("rb") as source:
+            shutil.copyfileobj(source, target, length=1024 * 1024)
+        yield Path(temporary)
+    finally:
+        os.unlink(temporary)
+
+
+def embed_with_cache(
+    texts: list[str],
+    embedder: Embedder,
+    on_progress: Callable[[float], None] | None = None,
+) -> list[list[float]]:
+    """Embeddings for `texts`, computing only those not cached for this model."""
+    hashes = [hashlib.sha256(text.encode()).hexdigest() for text in texts]
+    known: dict[str, list[float]] = {}
+    unique = list(dict.fromkeys(hashes))
+    for start in range(0, len(unique), 1000):
+        for entry in EmbeddingCacheEntry.objects.filter(
+            model_id=embedder.model_id, text_sha256__in=unique[start : start + 1000]
+        ):
+            known[entry.text_sha256] = list(entry.embedding)
+    missing = [(h, t) for h, t in dict(zip(hashes, texts, strict=True)).items() if h not in known]
+    for start in range(0, len(missing), EMBED_BATCH):
+        batch = missing[start : start + EMBED_BATCH]
+        vectors = embedder.embed([text for _, text in batch])
+        EmbeddingCacheEntry.objects.bulk_create(
+            [
+                EmbeddingCacheEntry(model_id=embedder.model_id, text_sha256=h, embedding=v)
+                for (h, _), v in zip(batch, vectors, strict=True)
+            ],
+            ignore_conflicts=True,
+        )
+        known.update({h: v for (h, _), v in zip(batch, vectors, strict=True)})
+        if on_progress:
+            on_progress(min(1.0, (start + len(batch)) / len(missing)))
+    return [known[h] for h in hashes]
+
+
+def embedding_text(document_title: str, heading_path: str, text: str) -> str:
+    """What is embedded for a passage: where it sits, then what it says."""
+    context = HEADING_SEPARATOR.join(part for part in (document_title, heading_path) if part)
+    return f"{context}\n{text}" if context else text
+
+
+def ingest_document(document_id: int, *, embedder: Embedder | None = None) -> Document | None:
+    """Extract, chunk, embed and index one document. Idempotent.
+
+    Raises EmbeddingError when the provider fails in a way worth retrying; every other
+    failure is recorded on the document as `failed` with its reason.
+    """
+    document = Document.objects.filter(pk=document_id).first()
+    if document is None or document.status in (DocumentStatus.READY, DocumentStatus.FAILED):
+        return document  # deleted, or finished by an earlier delivery of this task
+    Document.objects.filter(pk=document_id).update(attempts=F("attempts") + 1)
+    document.refresh_from_db(fields=["attempts"])
+    if document.attempts > MAX_ATTEMPTS:
+        mark_failed(document_id, f"Gave up after {MAX_ATTEMPTS} attempts; re-ingest to try again.")
+        return document
+    embedder = embedder or get_embedder()
+    log = logger.bind(document_id=document_id, organization_id=document.organization_id)
+    try:
+        _set_stage(document, DocumentStatus.EXTRACTING, 5)
+        with _local_copy(document) as path:
+            extraction = extract_isolated(
+                path,
+                document.format,
+                max_pages=settings.DOCUMENT_MAX_PAGES,
+                max_uncompressed=settings.DOCUMENT_MAX_UNCOMPRESSED_BYTES,
+                timeout_seconds=settings.DOCUMENT_PARSE_TIMEOUT_SECONDS,
+                memory_mb=settings.DOCUMENT_PARSE_MEMORY_MB,
+            )
+        _set_stage(document, DocumentStatus.CHUNKING, 25)
+        drafts = chunk_blocks(
+            extraction.blocks,
+            target_tokens=settings.CHUNK_TARGET_TOKENS,
+            overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
+            count_tokens=count_tokens,
+        )
+        _set_stage(document, DocumentStatus.EMBEDDING, 35)
+        vectors = embed_with_cache(
+            [embedding_text(document.title, d.heading_path, d.text) for d in drafts],
+            embedder,
+            on_progress=lambda done: _set_stage(
+                document, DocumentStatus.EMBEDDING, 35 + int(done * 60)
+            ),
+        )
+    except ExtractionError as exc:
+        mark_failed(document_id, str(exc))
+        return document
+    except EmbeddingError as exc:
+        if exc.retryable:
+            raise
+        mark_failed(document_id, f"The embedding service refused the document: {exc}")
+        return document
+    with transaction.atomic():
+        document = Document.objects.select_for_update().filter(pk=document_id).first()
+        if document is None:
+            return None  # deleted while we worked
+        Chunk.objects.filter(document=document).delete()
+        Chunk.objects.bulk_create(
+            [
+                Chunk(
+                    document=document,
+                    organization_id=document.organization_id,
+                    collection=document.collection,
+                    ordinal=ordinal,
+                    text=draft.text,
+                    heading_path=draft.heading_path,
+                    page=draft.page,
+                    token_count=draft.token_count,
+                    embedding=vector,
+                )
+                for ordinal, (draft, vector) in enumerate(zip(drafts, vectors, strict=True))
+            ],
+            batch_size=500,
+        )
+        with connection.cursor() as cursor:
+            cursor.execute(
+                "UPDATE knowledge_chunk SET search_vector = "
+                "setweight(to_tsvector('english', heading_path), 'A') || "
+                "setweight(to_tsvector('english', text), 'B') WHERE document_id = %s",
+                [document.pk],
+            )
+        document.status = DocumentStatus.READY
+        document.progress = 100
+        document.error = ""
+        document.chunk_count = len(drafts)
+        document.page_count = extraction.page_count
+        document.embedding_model = embedder.model_id
+        document.ingested_at = timezone.now()
+        document.save()
+        organization_id = document.organization_id
+        transaction.on_commit(lambda: bump_knowledge_version(organization_id))
+    log.info("document_ready", chunks=len(drafts), pages=extraction.page_count)
+    return document

@@ -1,0 +1,156 @@
+"""Type from content, text and headings from each format, and hostile files refused with reasons."""
+
+import io
+import random
+from pathlib import Path
+
+import pytest
+
+from knowledge.extraction import (
+    ExtractionError,
+    UnsupportedDocument,
+    extract_isolated,
+    sniff_format,
+)
+from knowledge.tests import samples
+
+LIMITS = {
+    "max_pages": 50,
+    "max_uncompressed": 50 * 1024 * 1024,
+    "timeout_seconds": 30,
+    "memory_mb": 1024,
+}
+
+
+def extract_bytes(tmp_path, data, kind, **limits):
+    path = Path(tmp_path) / "doc"
+    path.write_bytes(data)
+    return extract_isolated(path, kind, **{**LIMITS, **limits})
+
+
+@pytest.mark.parametrize(
+    ("data", "filename", "kind"),
+    [
+        (samples.make_pdf([["Hello"]]), "notes.txt", "pdf"),
+        (samples.make_docx([("Intro", ["Hello"])]), "file.pdf", "docx"),
+        (samples.RETURNS_POLICY_HTML.encode(), "policy.txt", "html"),
+        (samples.WARRANTY_MARKDOWN.encode(), "warranty.md", "markdown"),
+        (b"Just some plain words.\n\nAnother paragraph.", "readme", "text"),
+    ],
+)
+def test_the_type_is_decided_by_content_not_the_name(data, filename, kind):
+    assert sniff_format(io.BytesIO(data), filename) == kind
+
+
+@pytest.mark.parametrize(
+    ("data", "says"),
+    [
+        (samples.PNG_BYTES, "PNG image"),
+        (b"", "empty"),
+        (b"PK\x03\x04 not really a zip", "damaged ZIP"),
+        (b"\x00\x01\x02\x03" * 100, "binary"),
+    ],
+)
+def test_unsupported_content_is_refused_with_the_accepted_list(data, says):
+    with pytest.raises(UnsupportedDocument) as refused:
+        sniff_format(io.BytesIO(data), "upload.docx")
+    assert says in str(refused.value)
+    assert "Accepted types: PDF (.pdf), Word (.docx)" in str(refused.value)
+
+
+def test_a_zip_that_is_not_a_word_file_is_refused():
+    buffer = io.BytesIO()
+    import zipfile
+
+    with zipfile.ZipFile(buffer, "w") as archive:
+        archive.writestr("photo.jpg", b"x")
+    with pytest.raises(UnsupportedDocument, match="not a Word document"):
+        sniff_format(io.BytesIO(buffer.getvalue()), "photos.docx")
+
+
+def test_pdf_text_keeps_page_numbers_and_outline_headings(tmp_path):
+    data = samples.make_pdf(
+        [["Returns are accepted within 30 days."], ["Shipping takes 3 to 5 days."]],
+        outline=[("Returns", 0), ("Shipping", 1)],
+    )
+    extraction = extract_bytes(tmp_path, data, "pdf")
+    assert extraction.page_count == 2
+    by_page = {block.page: block for block in extraction.blocks}
+    assert "30 days" in by_page[1].text
+    assert by_page[1].heading_path == ["Returns"]
+    assert by_page[2].heading_path == ["Shipping"]
+
+
+def test_docx_keeps_heading_paths(tmp_path):
+    data = samples.make_docx(
+        [("Returns", ["Thirty days for unopened items."]), ("Shipping", ["Five days."])]
+    )
+    blocks = extract_bytes(tmp_path, data, "docx").blocks
+    assert [(b.heading_path, b.text) for b in blocks] == [
+        (["Returns"], "Thirty days for unopened items."),
+        (["Shipping"], "Five days."),
+    ]
+
+
+def test_html_scripts_and_navigation_never_become_text(tmp_path):
+    blocks = extract_bytes(tmp_path, samples.RETURNS_POLICY_HTML.encode(), "html").blocks
+    text = " ".join(block.text for block in blocks)
+    assert "30 days" in text
+    assert "steal cookies" not in text
+    assert "Injected text" not in text
+    assert "Home | Products" not in text
+    international = next(b for b in blocks if "courier" in b.text)
+    assert international.heading_path == ["Customer policies", "Shipping", "International"]
+
+
+def test_markdown_headings_become_paths(tmp_path):
+    blocks = extract_bytes(tmp_path, samples.WARRANTY_MARKDOWN.encode(), "markdown").blocks
+    claim = next(b for b in blocks if "serial number" in b.text)
+    assert claim.heading_path == ["Warranty guide", "How to claim"]
+
+
+def test_nul_bytes_are_stripped(tmp_path):
+    blocks = extract_bytes(tmp_path, b"Hello\x00 world", "text").blocks
+    assert blocks[0].text == "Hello world"
+
+
+@pytest.mark.parametrize(
+    ("make", "kind", "reason"),
+    [
+        (lambda: samples.make_pdf([["Secret"]], password="hunter2"), "pdf", "password-protected"),
+        (lambda: samples.make_pdf([["Fine"]])[:200], "pdf", "seems damaged"),
+        (lambda: samples.make_pdf([[], []]), "pdf", "scanned images"),
+        (lambda: samples.make_zip_bomb(300), "docx", "ZIP bomb"),
+        (lambda: b"PK\x03\x04garbage", "docx", "not a valid Word"),
+        (lambda: samples.make_docx([]), "docx", "No text found"),
+        (lambda: samples.SCRIPT_ONLY_HTML.encode(), "html", "No text found"),
+        (lambda: b"   \n\n  ", "text", "No text found"),
+    ],
+    ids=[
+        "encrypted-pdf",
+        "corrupt-pdf",
+        "image-only-pdf",
+        "zip-bomb",
+        "not-a-zip",
+        "empty-docx",
+        "script-only-html",
+        "blank-text",
+    ],
+)
+def test_unreadable_documents_fail_with_a_readable_reason(tmp_path, make, kind, reason):
+    with pytest.raises(ExtractionError, match=reason):
+        extract_bytes(tmp_path, make(), kind)
+
+
+def test_too_many_pages_is_refused(tmp_path):
+    data = samples.make_pdf([["page"]] * 5)
+    with pytest.raises(ExtractionError, match="5 pages; the limit is 3"):
+        extract_bytes(tmp_path, data, "pdf", max_pages=3)
+
+
+def test_a_reader_that_runs_out_of_memory_fails_the_document_not_the_worker(tmp_path):
+    words = [f"w{random.randrange(10**9)}" for _ in range(30000)]
+    data = samples.make_docx([("Big", [" ".join(words)] * 10)])
+    assert extract_bytes(tmp_path, data, "docx").blocks  # readable with the normal limit
+    with pytest.raises(ExtractionError, match="memory"):
+        extract_bytes(tmp_path, data, "docx", memory_mb=40)

@@ -1,0 +1,119 @@
+"""The manager's knowledge page: upload with live progress, documents, and "try a question"."""
+
+from __future__ import annotations
+
+from django.contrib.auth.decorators import login_required
+from django.core.exceptions import PermissionDenied
+from django.http import FileResponse, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts import access
+from knowledge import services
+from knowledge.extraction import ACCEPTED_LIST, UnsupportedDocument
+from knowledge.models import Document
+from knowledge.retrieval import InvalidQuery, KnowledgeScope, retrieve_passages
+
+PAGE = "knowledge/documents.html"
+
+
+def _require_manager(request: HttpRequest) -> None:
+    if not access.is_manager(request.user) or not request.user.organization_id:
+        raise PermissionDenied("Only managers can manage the knowledge base.")
+
+
+def _row(request: HttpRequest, document: Document, status: int = 200) -> HttpResponse:
+    return render(request, f"{PAGE}#document-row", {"document": document}, status=status)
+
+
+@login_required
+@require_GET
+def documents(request: HttpRequest) -> HttpResponse:
+    _require_manager(request)
+    rows = access.scope(request.user, Document.objects.all())
+    collections = sorted(set(rows.values_list("collection", flat=True)))
+    return render(
+        request,
+        PAGE,
+        {"documents": rows, "collections": collections, "accepted": ACCEPTED_LIST},
+    )
+
+
+@login_required
+@require_POST
+def upload(request: HttpRequest) -> HttpResponse:
+    """One file per request (the page sends each dropped file on its own)."""
+    _require_manager(request)
+    uploaded = request.FILES.get("file")
+    if uploaded is None:
+        return HttpResponse("Choose a file to upload.", status=400, content_type="text/plain")
+    try:
+        result = services.upload_document(
+            actor=request.user,
+            uploaded_file=uploaded,
+            collection=request.POST.get("collection", ""),
+        )
+    except services.DocumentTooLarge as exc:
+        return HttpResponse(str(exc), status=413, content_type="text/plain")
+    except UnsupportedDocument as exc:
+        return HttpResponse(str(exc), status=415, content_type="text/plain")
+    response = _row(request, result.document, status=202 if result.created else 200)
+    if not result.created:
+        response["X-Duplicate-Of"] = str(result.document.pk)
+    return response
+
+
+@login_required
+@require_GET
+def document_row(request: HttpRequest, pk: int) -> HttpResponse:
+    _require_manager(request)
+    return _row(request, access.access_or_404(request.user, Document, pk=pk))
+
+
+@login_required
+@require_POST
+def reingest(request: HttpRequest, pk: int) -> HttpResponse:
+    _require_manager(request)
+    return _row(request, services.reingest_document(actor=request.user, document_id=pk))
+
+
+@login_required
+@require_POST
+def delete(request: HttpRequest, pk: int) -> HttpResponse:
+    _require_manager(request)
+    services.delete_document(actor=request.user, document_id=pk)
+    return HttpResponse("")
+
+
+@login_required
+@require_GET
+def download(request: HttpRequest, pk: int) -> FileResponse:
+    _require_manager(request)
+    document = access.access_or_404(request.user, Document, pk=pk)
+    response = FileResponse(
+        document.file.open("rb"),
+        as_attachment=True,
+        filename=document.original_filename,
+        content_type="application/octet-stream",
+    )
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+@login_required
+@require_POST
+def search(request: HttpRequest) -> HttpResponse:
+    _require_manager(request)
+    query = request.POST.get("query", "")
+    collection = request.POST.get("collection", "")
+    context: dict[str, object] = {"query": query}
+    try:
+        context["passages"] = retrieve_passages(
+            organization_id=request.user.organization_id,
+            query=query,
+            scope=KnowledgeScope(collections=(collection,) if collection else ()),
+            limit=5,
+        )
+    except InvalidQuery as exc:
+        context["error"] = str(exc)
+    return render(request, f"{PAGE}#search-results", context)
