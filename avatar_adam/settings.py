@@ -10,6 +10,7 @@ from __future__ import annotations
 import secrets
 from datetime import timedelta
 from pathlib import Path
+from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
@@ -74,6 +75,7 @@ INSTALLED_APPS = [
     "knowledge",
     "training",
     "voice",
+    "avatar_adam",  # project-wide management commands (seed_demo)
 ]
 
 MIDDLEWARE = [
@@ -121,6 +123,8 @@ TEMPLATES = [
 DATABASE_CONNECT_TIMEOUT = env.int("DATABASE_CONNECT_TIMEOUT", default=5)
 if env("DATABASE_URL", default=""):
     DATABASES = {"default": env.db_url("DATABASE_URL", engine="django.db.backends.postgresql")}
+    # A unix-socket folder may be given percent-encoded as the host: postgres://u@%2Frun%2Fpg/db
+    DATABASES["default"]["HOST"] = unquote(DATABASES["default"].get("HOST") or "")
     EMBEDDED_POSTGRES = False
 else:
     DATABASES = {
@@ -186,7 +190,9 @@ CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=30 * 60)
 CELERY_TASK_SOFT_TIME_LIMIT = CELERY_TASK_TIME_LIMIT - 60
 # The visibility timeout must exceed the longest task, or Redis re-delivers running work.
 CELERY_BROKER_TRANSPORT_OPTIONS = {
-    "visibility_timeout": CELERY_TASK_TIME_LIMIT + 15 * 60,
+    "visibility_timeout": env.int(
+        "CELERY_VISIBILITY_TIMEOUT", default=CELERY_TASK_TIME_LIMIT + 15 * 60
+    ),
     "socket_timeout": REDIS_TIMEOUT_SECONDS,
     "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
 }

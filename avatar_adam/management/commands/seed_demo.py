@@ -1,0 +1,21 @@
+"""Load the demo content of every app. Safe to run again: it changes nothing twice."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.core.management.base import BaseCommand
+from django.db import transaction
+
+from accounts import demo_content as accounts_demo
+from knowledge import demo_content as knowledge_demo
+
+
+class Command(BaseCommand):
+    help = "Create (or complete) the demo organization, its people and its content."
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        with transaction.atomic():
+            _organization, manager = accounts_demo.seed(self.stdout)
+            knowledge_demo.seed(manager, self.stdout)
+        accounts_demo.print_sign_ins(self.stdout)
