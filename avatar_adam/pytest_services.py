@@ -28,6 +28,8 @@ os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("SECURE_COOKIES", "false")
 os.environ.setdefault("LOG_FORMAT", "console")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
+os.environ.setdefault("LLM_STAND_IN_TOKEN_DELAY_MS", "0")
+os.environ.setdefault("LLM_PROVIDER", "offline")
 
 
 def _stop_owned_servers() -> None:

@@ -208,6 +208,7 @@ CELERY_BEAT_SCHEDULE = {
         "task": "knowledge.requeue_stalled_documents",
         "schedule": 120.0,
     },
+    "end-expired-sessions": {"task": "training.end_expired_sessions", "schedule": 60.0},
 }
 
 # --- Auth -----------------------------------------------------------------------------
@@ -372,7 +373,31 @@ EMBEDDING_THREADS = env.int("EMBEDDING_THREADS", default=2)
 RETRIEVAL_CACHE_SECONDS = env.int("RETRIEVAL_CACHE_SECONDS", default=24 * 60 * 60)
 RETRIEVAL_EF_SEARCH = env.int("RETRIEVAL_EF_SEARCH", default=100)
 RETRIEVAL_CANDIDATES = env.int("RETRIEVAL_CANDIDATES", default=40)
-RETRIEVAL_LEXICAL_WEIGHT = env.float("RETRIEVAL_LEXICAL_WEIGHT", default=0.5)
+RETRIEVAL_FUSION = env("RETRIEVAL_FUSION", default="score")  # "score" or "rrf"
+RETRIEVAL_LEXICAL_WEIGHT = env.float("RETRIEVAL_LEXICAL_WEIGHT", default=0.05)
+
+# --- Conversation engine ----------------------------------------------------------------
+
+LLM_API_KEY = env("LLM_API_KEY", default="")
+LLM_BASE_URL = env("LLM_BASE_URL", default="https://openrouter.ai/api/v1")
+# "openai" (any OpenAI-compatible API) once a key or a base URL is configured; else offline.
+LLM_PROVIDER = env(
+    "LLM_PROVIDER",
+    default="openai" if (LLM_API_KEY or env("LLM_BASE_URL", default="")) else "offline",
+)
+LLM_MODEL = env("LLM_MODEL", default="openai/gpt-4o-mini")
+LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=30.0)
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
+LLM_MAX_REPLY_TOKENS = env.int("LLM_MAX_REPLY_TOKENS", default=400)
+LLM_HISTORY_TOKEN_BUDGET = env.int("LLM_HISTORY_TOKEN_BUDGET", default=3000)
+LLM_APP_URL = env("LLM_APP_URL", default="")
+# US dollars per million tokens, for cost accounting per message (unset: cost unknown).
+LLM_PRICE_PROMPT_PER_MTOK = float(env("LLM_PRICE_PROMPT_PER_MTOK", default="") or "nan")
+LLM_PRICE_COMPLETION_PER_MTOK = float(env("LLM_PRICE_COMPLETION_PER_MTOK", default="") or "nan")
+LLM_STAND_IN_TOKEN_DELAY_MS = env.int("LLM_STAND_IN_TOKEN_DELAY_MS", default=20)
+MESSAGE_MAX_CHARS = env.int("MESSAGE_MAX_CHARS", default=4000)
+MESSAGE_RATE_PER_MINUTE = env.int("MESSAGE_RATE_PER_MINUTE", default=20)
+TRAINING_PASSAGES = env.int("TRAINING_PASSAGES", default=4)
 
 # --- Logging: structured JSON, pretty in a terminal -----------------------------------
 

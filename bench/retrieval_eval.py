@@ -7,7 +7,8 @@ Ingests the corpus listed in bench/data/python_docs_eval.json into a benchmark
 organization (its own embedded servers under var/bench/, reused by later runs), through
 the same services as the app (sandboxed extraction, chunking, local MiniLM embedder),
 then asks every question with vector-only, full-text-only and hybrid retrieval and
-prints recall@5 and MRR@10 for each, plus hybrid at several lexical weights.
+prints recall@5 and MRR@10 for each, plus hybrid (reciprocal rank fusion and score
+fusion) at several lexical weights.
 """
 
 from __future__ import annotations
@@ -87,7 +88,14 @@ def ingest(spec: dict, chunk_tokens: int):
     return organization, {d.pk: d.title for d in documents}
 
 
-def evaluate(organization, titles: dict[int, str], questions: list[dict], mode: str, weight: float):
+def evaluate(
+    organization,
+    titles: dict[int, str],
+    questions: list[dict],
+    mode: str,
+    weight: float,
+    fusion: str = "score",
+):
     from knowledge.retrieval import retrieve_passages
 
     recall5 = 0.0
@@ -100,6 +108,7 @@ def evaluate(organization, titles: dict[int, str], questions: list[dict], mode: 
             mode=mode,
             use_cache=False,
             lexical_weight=weight,
+            fusion=fusion,
         )
         answers = set(question["answer_pages"])
         ranks = [i for i, p in enumerate(passages, start=1) if titles[p.document_id] in answers]
@@ -112,7 +121,8 @@ def evaluate(organization, titles: dict[int, str], questions: list[dict], mode: 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--weights", default="0.25,0.5,1.0")
+    parser.add_argument("--rrf-weights", default="0.1,0.25,0.5,1.0")
+    parser.add_argument("--score-weights", default="0.02,0.05,0.1,0.2")
     parser.add_argument("--chunk-tokens", type=int, default=220)
     args = parser.parse_args()
     spec = json.loads((BASE_DIR / "bench/data/python_docs_eval.json").read_text())
@@ -126,9 +136,11 @@ def main() -> None:
     for mode, weight in [("vector", 0.0), ("text", 1.0)]:
         recall, mrr = evaluate(organization, titles, questions, mode, weight)
         print(f"{mode + '-only':<28} {recall:>9.3f} {mrr:>8.3f}")
-    for weight in [float(w) for w in args.weights.split(",")]:
-        recall, mrr = evaluate(organization, titles, questions, "hybrid", weight)
-        print(f"{f'hybrid (lexical weight {weight})':<28} {recall:>9.3f} {mrr:>8.3f}")
+    for fusion, weights in (("rrf", args.rrf_weights), ("score", args.score_weights)):
+        for weight in [float(w) for w in weights.split(",")]:
+            recall, mrr = evaluate(organization, titles, questions, "hybrid", weight, fusion)
+            label = f"hybrid {fusion}, lexical {weight}"
+            print(f"{label:<28} {recall:>9.3f} {mrr:>8.3f}")
 
 
 if __name__ == "__main__":

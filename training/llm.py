@@ -1,0 +1,385 @@
+"""Chat-model providers: a hosted OpenAI-compatible client and an honest offline stand-in.
+
+- `OpenAIChatModel` talks to OpenRouter, OpenAI or any OpenAI-compatible server (Ollama,
+  llama.cpp's server, vLLM) through the `openai` SDK: streaming, explicit timeouts, the
+  SDK's retries with backoff and jitter on 429/5xx before any token has streamed (never
+  after), a circuit breaker shared through Redis, token and cost accounting.
+- `OfflineStandIn` is the default with no key. Small local models that ship in pip
+  packages were measured unable to play a persona or answer from documents (see
+  ../shared/OFFLINE.md and the issue note), so the stand-in does not pretend to be an
+  LLM: it plays the scenario's own authored opening line and objections, answers training
+  questions by quoting the retrieved passages with their citation numbers, and says so
+  on the page. It streams its words like the hosted model does.
+
+`get_chat_model()` chooses from settings; nothing else knows which is in use.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from decimal import Decimal
+from typing import Any, Protocol
+
+from django.conf import settings
+from django.core.cache import cache
+
+from knowledge.tokens import count_tokens
+
+STAND_IN_MODEL_ID = "offline-stand-in"
+END_MARKER = "[END_CONVERSATION]"
+
+
+class LLMError(Exception):
+    """The model failed; str(exc) is a sentence a learner can read."""
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+
+
+class LLMUnavailable(LLMError):
+    """The circuit breaker is open: recent calls failed, so we fail fast for a while."""
+
+
+@dataclass
+class Passage:
+    number: int
+    title: str
+    page: int | None
+    heading: str
+    text: str
+
+
+@dataclass
+class ConversationContext:
+    """What the offline stand-in reads instead of the prompt text."""
+
+    mode: str
+    persona_name: str = ""
+    opening_line: str = ""
+    objections: list[str] = field(default_factory=list)
+    persona_turns_so_far: int = 0
+    learner_text: str = ""
+    passages: list[Passage] = field(default_factory=list)
+
+
+@dataclass
+class Prompt:
+    messages: list[dict[str, str]]
+    context: ConversationContext
+    max_tokens: int = 400
+    temperature: float = 0.7
+
+
+@dataclass
+class TextDelta:
+    text: str
+
+
+@dataclass
+class Usage:
+    prompt_tokens: int
+    completion_tokens: int
+
+
+class ChatModel(Protocol):
+    model_id: str
+    is_stand_in: bool
+
+    def stream(self, prompt: Prompt) -> Iterator[TextDelta | Usage]:
+        """Yield text deltas as they come, then one Usage. Raises LLMError."""
+        ...
+
+    def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int, json: bool = False
+    ) -> str:
+        """One whole answer (no streaming). Raises LLMError."""
+        ...
+
+    def cost(self, usage: Usage) -> Decimal | None:
+        """Price of a call in US dollars, when known."""
+        ...
+
+
+# --- circuit breaker ------------------------------------------------------------------
+
+
+class CircuitBreaker:
+    """Open after `threshold` failures within `window` seconds; stay open `cooldown` seconds.
+
+    State lives in the Redis cache, so every process sees the same circuit.
+    """
+
+    def __init__(
+        self, name: str, *, threshold: int = 5, window: int = 60, cooldown: int = 30
+    ) -> None:
+        self.failures_key = f"llm:breaker:{name}:failures"
+        self.open_key = f"llm:breaker:{name}:open"
+        self.threshold, self.window, self.cooldown = threshold, window, cooldown
+
+    def check(self) -> None:
+        if cache.get(self.open_key):
+            raise LLMUnavailable(
+                "The AI service is failing right now, so we paused calls to it for a moment. "
+                "Please try again in half a minute."
+            )
+
+    def record_failure(self) -> None:
+        cache.add(self.failures_key, 0, self.window)
+        try:
+            failures = cache.incr(self.failures_key)
+        except ValueError:
+            failures = 1
+        if failures >= self.threshold:
+            cache.set(self.open_key, 1, self.cooldown)
+            cache.delete(self.failures_key)
+
+    def record_success(self) -> None:
+        cache.delete(self.failures_key)
+
+
+# --- hosted ---------------------------------------------------------------------------
+
+
+class OpenAIChatModel:
+    is_stand_in = False
+
+    def __init__(
+        self,
+        *,
+        base_url: str,
+        api_key: str,
+        model: str,
+        timeout: float = 30.0,
+        max_retries: int = 2,
+        app_url: str = "",
+        app_name: str = "AvatarAdam",
+        price_prompt_per_mtok: float | None = None,
+        price_completion_per_mtok: float | None = None,
+    ) -> None:
+        import openai
+
+        self.model = model
+        self.model_id = model
+        headers = {"X-Title": app_name}
+        if app_url:
+            headers["HTTP-Referer"] = app_url
+        self._client = openai.OpenAI(
+            base_url=base_url,
+            api_key=api_key or "missing",
+            timeout=timeout,
+            max_retries=max_retries,
+            default_headers=headers,
+        )
+        self.breaker = CircuitBreaker(re.sub(r"[^a-z0-9]+", "-", f"{base_url}-{model}".lower()))
+        self.prices = (price_prompt_per_mtok, price_completion_per_mtok)
+
+    def _error(self, exc: Exception) -> LLMError:
+        import openai
+
+        if isinstance(exc, openai.APITimeoutError):
+            return LLMError("The AI service took too long to answer.", retryable=True)
+        if isinstance(exc, openai.APIConnectionError):
+            return LLMError("The AI service could not be reached.", retryable=True)
+        if isinstance(exc, openai.RateLimitError):
+            return LLMError("The AI service is busy (rate limited).", retryable=True)
+        if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
+            return LLMError("The AI service refused our credentials; tell your administrator.")
+        if isinstance(exc, openai.APIStatusError):
+            if exc.status_code == 402:
+                return LLMError("The AI service account is out of credit; tell your administrator.")
+            return LLMError(
+                f"The AI service answered with an error ({exc.status_code}).",
+                retryable=exc.status_code >= 500,
+            )
+        if isinstance(exc, openai.APIError):
+            return LLMError(f"The AI service reported an error: {exc.message}")
+        return LLMError("The AI service failed unexpectedly.")
+
+    def stream(self, prompt: Prompt) -> Iterator[TextDelta | Usage]:
+        import openai
+
+        self.breaker.check()
+        streamed = False
+        try:
+            response = self._client.chat.completions.create(
+                model=self.model,
+                messages=prompt.messages,  # type: ignore[arg-type]
+                max_tokens=prompt.max_tokens,
+                temperature=prompt.temperature,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+            for chunk in response:
+                if chunk.choices:
+                    choice = chunk.choices[0]
+                    if choice.finish_reason == "error":
+                        raise LLMError("The AI service stopped with an error mid-reply.")
+                    if choice.delta and choice.delta.content:
+                        streamed = True
+                        yield TextDelta(choice.delta.content)
+                if chunk.usage:
+                    yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+        except openai.OpenAIError as exc:
+            self.breaker.record_failure()
+            error = self._error(exc)
+            if streamed:
+                error.retryable = False  # never retry automatically once tokens have streamed
+            raise error from exc
+        except LLMError:
+            self.breaker.record_failure()
+            raise
+        self.breaker.record_success()
+
+    def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int, json: bool = False
+    ) -> str:
+        import openai
+
+        self.breaker.check()
+        options: dict[str, Any] = {}
+        if json:
+            options["response_format"] = {"type": "json_object"}
+        try:
+            response = self._client.chat.completions.create(
+                model=self.model,
+                messages=messages,  # type: ignore[arg-type]
+                max_tokens=max_tokens,
+                temperature=0.2,
+                **options,
+            )
+        except openai.OpenAIError as exc:
+            self.breaker.record_failure()
+            raise self._error(exc) from exc
+        self.breaker.record_success()
+        return response.choices[0].message.content or ""
+
+    def cost(self, usage: Usage) -> Decimal | None:
+        prompt_price, completion_price = self.prices
+        if prompt_price is None or completion_price is None:
+            return None
+        if math.isnan(prompt_price) or math.isnan(completion_price):
+            return None
+        total = usage.prompt_tokens * prompt_price + usage.completion_tokens * completion_price
+        return Decimal(str(round(total / 1_000_000, 6)))
+
+
+# --- offline stand-in -----------------------------------------------------------------
+
+WORD = re.compile(r"[a-z0-9']+")
+STOPWORDS = set(
+    "a an the and or but if of to in on at for with by from is are was were be been being it "
+    "this that these those i you he she we they me my your our their do does did how what when "
+    "where why which who can could should would will may might must have has had not no so as "
+    "about into than then there here just also very".split()
+)
+
+
+def keywords(text: str) -> set[str]:
+    """Content words, crudely stemmed to five letters, for overlap scoring."""
+    return {word[:5] for word in WORD.findall(text.lower()) if word not in STOPWORDS}
+
+
+def sentences(text: str) -> list[str]:
+    parts = re.split(r"(?<=[.!?])\s+", text.strip())
+    return [part.strip() for part in parts if part.strip()]
+
+
+class OfflineStandIn:
+    """Scripted from the scenario and the retrieved passages; labelled as such on the page."""
+
+    model_id = STAND_IN_MODEL_ID
+    is_stand_in = True
+
+    def __init__(self, token_delay_ms: int = 0) -> None:
+        self.token_delay = token_delay_ms / 1000
+
+    def reply_text(self, context: ConversationContext) -> str:
+        if context.mode == "training":
+            return self._answer_from_passages(context)
+        return self._persona_turn(context)
+
+    def _persona_turn(self, context: ConversationContext) -> str:
+        objections = context.objections
+        turn = context.persona_turns_so_far  # the opening line was turn 0
+        if turn - 1 < len(objections):
+            lead = "I hear you. " if "?" not in context.learner_text else "Fair question. "
+            return lead + objections[turn - 1]
+        return (
+            "Alright, you have answered what I came with. I will think it over and get back "
+            f"to you. Thanks for your time. {END_MARKER}"
+        )
+
+    def _answer_from_passages(self, context: ConversationContext) -> str:
+        wanted = keywords(context.learner_text)
+        scored = []
+        for passage in context.passages:
+            for sentence in sentences(passage.text):
+                overlap = len(wanted & keywords(sentence))
+                if overlap:
+                    scored.append((overlap, passage.number, sentence))
+        if not scored:
+            return (
+                "The training materials do not cover that question, so I cannot answer it "
+                "from them. Try asking about something in your knowledge base, or ask your "
+                "manager to add a document that covers it."
+            )
+        scored.sort(key=lambda item: (-item[0], item[1]))
+        lines = ["Here is what the training materials say:", ""]
+        used: set[str] = set()
+        for _, number, sentence in scored[:3]:
+            if sentence in used:
+                continue
+            used.add(sentence)
+            lines.append(f"- {sentence} [{number}]")
+        return "\n".join(lines)
+
+    def stream(self, prompt: Prompt) -> Iterator[TextDelta | Usage]:
+        text = self.reply_text(prompt.context)
+        for piece in re.findall(r"\S+\s*", text):
+            if self.token_delay:
+                time.sleep(self.token_delay)
+            yield TextDelta(piece)
+        prompt_tokens = sum(count_tokens(m["content"]) for m in prompt.messages)
+        yield Usage(prompt_tokens, count_tokens(text))
+
+    def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int, json: bool = False
+    ) -> str:
+        raise LLMError("The offline stand-in does not write free text.")
+
+    def cost(self, usage: Usage) -> Decimal | None:
+        return Decimal("0")
+
+
+@functools.lru_cache(maxsize=8)
+def _build(provider: str, base_url: str, model: str, timeout: float, delay: int) -> ChatModel:
+    if provider == "openai":
+        return OpenAIChatModel(
+            base_url=base_url,
+            api_key=settings.LLM_API_KEY,
+            model=model,
+            timeout=timeout,
+            max_retries=settings.LLM_MAX_RETRIES,
+            app_url=settings.LLM_APP_URL,
+            price_prompt_per_mtok=settings.LLM_PRICE_PROMPT_PER_MTOK,
+            price_completion_per_mtok=settings.LLM_PRICE_COMPLETION_PER_MTOK,
+        )
+    return OfflineStandIn(token_delay_ms=delay)
+
+
+def get_chat_model(model_override: str = "") -> ChatModel:
+    """The configured chat model (LLM_PROVIDER "openai" with LLM_API_KEY or LLM_BASE_URL set,
+    else the offline stand-in). A scenario may name its own model."""
+    return _build(
+        settings.LLM_PROVIDER,
+        settings.LLM_BASE_URL,
+        model_override or settings.LLM_MODEL,
+        settings.LLM_TIMEOUT_SECONDS,
+        settings.LLM_STAND_IN_TOKEN_DELAY_MS,
+    )
