@@ -4,13 +4,7 @@ from __future__ import annotations
 
 from django import forms
 from django.contrib.auth import views as auth_views
-from django.contrib.auth.decorators import login_required
 from django.contrib.auth.forms import AuthenticationForm
-from django.http import HttpRequest, HttpResponse
-from django.shortcuts import render
-
-from accounts import access
-from accounts.models import Team
 
 
 class EmailAuthenticationForm(AuthenticationForm):
@@ -29,10 +23,3 @@ class EmailAuthenticationForm(AuthenticationForm):
 class SignInView(auth_views.LoginView):
     form_class = EmailAuthenticationForm
     redirect_authenticated_user = True
-
-
-@login_required
-def home(request: HttpRequest) -> HttpResponse:
-    user = request.user
-    teams = access.scope(user, Team.objects.filter(members=user))
-    return render(request, "accounts/home.html", {"teams": teams})

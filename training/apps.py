@@ -3,3 +3,26 @@ from django.apps import AppConfig
 
 class TrainingConfig(AppConfig):
     name = "training"
+    verbose_name = "Training"
+
+    def ready(self) -> None:
+        from accounts import access
+        from training.models import (
+            Assignment,
+            Evaluation,
+            Message,
+            RubricItem,
+            Scenario,
+            TrainingSession,
+        )
+
+        access.register(Scenario, learners="all")
+        access.register(RubricItem, organization="scenario__organization_id", learners="all")
+        access.register(Assignment, learners="none")
+        access.register(TrainingSession, owner="learner_id")
+        access.register(
+            Message, organization="session__organization_id", owner="session__learner_id"
+        )
+        access.register(
+            Evaluation, organization="session__organization_id", owner="session__learner_id"
+        )

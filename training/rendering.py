@@ -72,3 +72,13 @@ def render_reply(text: str) -> str:
         link_rel="noopener noreferrer nofollow",
         strip_comments=True,
     )
+
+
+def message_html(message: Any) -> str:
+    """One transcript entry as the chat page shows it (used for the end of a stream)."""
+    from django.template.loader import render_to_string
+
+    message.html = "" if message.is_from_learner else render_reply(message.text)
+    return render_to_string(
+        "training/session.html#message", {"message": message, "session": message.session}
+    )

@@ -15,6 +15,9 @@ from avatar_adam.tests.url_walk import walk
 from knowledge import services
 from knowledge.models import Chunk, Document
 from knowledge.tests.factories import upload
+from training import services as training_services
+from training.models import Assignment, Evaluation, Message, RubricItem, Scenario, TrainingSession
+from training.tests.factories import make_scenario
 
 pytestmark = pytest.mark.django_db
 
@@ -32,6 +35,12 @@ PAGE_ID_URLS = {
     "knowledge:reingest": Document,
     "knowledge:delete": Document,
     "knowledge:download": Document,
+    "training:start": Scenario,
+    "training:session": TrainingSession,
+    "training:post-message": TrainingSession,
+    "training:end": TrainingSession,
+    "training:debrief": TrainingSession,
+    "training:reply-stream": TrainingSession,
 }
 # URL names with parameters that are not organization objects.
 NOT_OBJECT_URLS = {
@@ -50,6 +59,16 @@ def foreign_object(model, globex):
         ApiKey: lambda: make_api_key(globex)[0],
         Document: lambda: globex_document(globex),
         Chunk: lambda: globex_document(globex, ingest=True).chunks.first(),
+        Scenario: lambda: make_scenario(globex),
+        RubricItem: lambda: make_scenario(globex).rubric_items.first(),
+        Assignment: lambda: Assignment.objects.create(
+            organization=globex,
+            scenario=make_scenario(globex),
+            team=TeamFactory(organization=globex),
+        ),
+        TrainingSession: lambda: globex_session(globex),
+        Message: lambda: globex_session(globex).messages.first(),
+        Evaluation: lambda: Evaluation.objects.create(session=globex_session(globex)),
     }
     if model not in makers:
         pytest.fail(f"No Globex object maker for {model.__name__}: add one to foreign_object().")
@@ -62,6 +81,11 @@ def globex_document(globex, ingest=False):
     if ingest:
         services.ingest_document(document.pk)
     return document
+
+
+def globex_session(globex):
+    learner = UserFactory(organization=globex)
+    return training_services.start_session(actor=learner, scenario_id=make_scenario(globex).pk)
 
 
 def admin_model(route):
@@ -190,7 +214,10 @@ def test_pages_answer_404_for_another_organizations_objects(client, actor_name, 
         if route.name not in PAGE_ID_URLS:
             continue
         target = foreign_object(PAGE_ID_URLS[route.name], globex)
-        url = reverse(route.name, kwargs={route.params[0]: target.pk})
+        kwargs = {route.params[0]: target.pk}
+        if len(route.params) > 1:  # a message inside the session
+            kwargs[route.params[1]] = target.messages.first().pk
+        url = reverse(route.name, kwargs=kwargs)
         for method in ("get", "post"):
             response = getattr(client, method)(url)
             # learners are refused before any lookup; managers get "not found"

@@ -9,6 +9,7 @@ from django.db import transaction
 
 from accounts import demo_content as accounts_demo
 from knowledge import demo_content as knowledge_demo
+from training import demo_content as training_demo
 
 
 class Command(BaseCommand):
@@ -16,6 +17,7 @@ class Command(BaseCommand):
 
     def handle(self, *args: Any, **options: Any) -> None:
         with transaction.atomic():
-            _organization, manager = accounts_demo.seed(self.stdout)
+            organization, manager = accounts_demo.seed(self.stdout)
             knowledge_demo.seed(manager, self.stdout)
+            training_demo.seed(organization, manager, self.stdout)
         accounts_demo.print_sign_ins(self.stdout)

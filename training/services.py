@@ -1,0 +1,344 @@
+"""What the training app does: start sessions, post messages, generate replies, end, grade."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import structlog
+from django.conf import settings
+from django.core.cache import cache
+from django.core.exceptions import PermissionDenied
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+
+from accounts import access
+from accounts.access import Actor
+from training import streaming
+from training.engine import build_prompt
+from training.grading import grade_extractively, grade_with_model
+from training.llm import END_MARKER, LLMError, TextDelta, Usage, get_chat_model
+from training.models import (
+    Evaluation,
+    EvaluationStatus,
+    Message,
+    MessageRole,
+    MessageStatus,
+    Scenario,
+    ScenarioMode,
+    SessionStatus,
+    TrainingSession,
+)
+from training.rendering import message_html
+
+logger = structlog.get_logger(__name__)
+
+
+class TrainingError(Exception):
+    """A request the training engine refuses; `status` is the HTTP status to answer with."""
+
+    status = 400
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        if status is not None:
+            self.status = status
+
+
+@dataclass(frozen=True)
+class PostedMessage:
+    learner_message: Message
+    reply: Message
+
+
+# --- scenarios ------------------------------------------------------------------------
+
+
+def scenarios_for(actor: Actor):  # noqa: ANN201 - a queryset
+    """Scenarios the actor may start: published current versions (managers also drafts)."""
+    visible = access.scope(actor, Scenario.objects.current())
+    if access.is_manager(actor):
+        return visible
+    return visible.filter(published=True)
+
+
+@transaction.atomic
+def save_new_version(scenario: Scenario, *, actor: Actor) -> Scenario:
+    """Editing a published scenario that sessions have used: keep the old version as it was
+    and save the edit as version n+1 (rubric and knowledge scope copied)."""
+    original = Scenario.objects.select_for_update().get(pk=scenario.pk)
+    rubric = list(original.rubric_items.all())
+    documents = list(original.knowledge_documents.all())
+    Scenario.objects.filter(pk=original.pk).update(is_current=False)
+    scenario.pk = None
+    scenario._state.adding = True
+    scenario.version = original.version + 1
+    scenario.is_current = True
+    scenario.family = original.family
+    scenario.created_by = actor if getattr(actor, "pk", None) else None
+    scenario.save()
+    for item in rubric:
+        item.pk = None
+        item.scenario = scenario
+        item.save()
+    scenario.knowledge_documents.set(documents)
+    return scenario
+
+
+def needs_new_version(scenario: Scenario) -> bool:
+    return bool(scenario.pk) and scenario.sessions.exists()
+
+
+# --- sessions -------------------------------------------------------------------------
+
+
+def start_session(
+    *, actor: Actor, scenario_id: int, channel: str = "text", preview: bool = False
+) -> TrainingSession:
+    """Start a session on the current version of a scenario the actor can see.
+
+    Role-play sessions open with the persona's authored opening line. Raises Http404 for
+    scenarios the actor may not start.
+    """
+    scenario = access.access_or_404(actor, scenarios_for(actor), pk=scenario_id)
+    if not scenario.published and not preview:
+        raise TrainingError("This scenario is not published yet; managers can preview it.")
+    if not getattr(actor, "pk", None):
+        raise PermissionDenied("Sessions belong to a person; API keys cannot start them.")
+    with transaction.atomic():
+        session = TrainingSession.objects.create(
+            organization_id=scenario.organization_id,
+            learner_id=actor.pk,
+            scenario=scenario,
+            mode=scenario.mode,
+            channel=channel,
+            is_preview=preview,
+        )
+        if scenario.mode == ScenarioMode.ROLEPLAY and scenario.persona_opening_line:
+            Message.objects.create(
+                session=session,
+                role=MessageRole.PERSONA,
+                text=scenario.persona_opening_line,
+                model="scenario",
+            )
+    return session
+
+
+def access_session(actor: Actor, session_id: int) -> TrainingSession:
+    """A session the actor may see (learners: their own), else Http404."""
+    return access.access_or_404(
+        actor, TrainingSession.objects.select_related("scenario", "learner"), pk=session_id
+    )
+
+
+def _check_rate(actor: Actor) -> None:
+    key = f"training:rate:{actor.pk}:{int(time.time() // 60)}"
+    cache.add(key, 0, 90)
+    if cache.incr(key) > settings.MESSAGE_RATE_PER_MINUTE:
+        raise TrainingError(
+            f"You are sending messages too quickly (the limit is "
+            f"{settings.MESSAGE_RATE_PER_MINUTE} a minute). Wait a moment and send it again.",
+            status=429,
+        )
+
+
+def post_message(*, actor: Actor, session_id: int, text: str) -> PostedMessage:
+    """Store the learner's message and queue the reply.
+
+    Raises TrainingError: 400 empty, 413 too long, 409 ended or busy, 429 too fast;
+    Http404 for a session that is not the actor's.
+    """
+    access_session(actor, session_id)  # a foreign session is "not found" before anything else
+    text = (text or "").strip()
+    if not text:
+        raise TrainingError("Write a message first: it is empty.")
+    limit = settings.MESSAGE_MAX_CHARS
+    if len(text) > limit:
+        raise TrainingError(
+            f"The message is {len(text):,} characters; the limit is {limit:,}.", status=413
+        )
+    with transaction.atomic():
+        session = access.access_or_404(
+            actor, TrainingSession.objects.select_for_update(), pk=session_id
+        )
+        if session.learner_id != actor.pk:
+            raise TrainingError("Only the learner of this session can write in it.", status=403)
+        if session.is_active and timezone.now() >= session.expires_at:
+            _end(session, "time_limit")
+        if not session.is_active:
+            raise TrainingError("This session has ended; start a new one to keep practising.",
+                                status=409)  # fmt: skip
+        if session.messages.filter(status=MessageStatus.STREAMING).exists():
+            raise TrainingError("Wait for the reply before sending another message.", status=409)
+        _check_rate(actor)
+        learner_message = Message.objects.create(
+            session=session, role=MessageRole.LEARNER, text=text
+        )
+        reply = Message.objects.create(
+            session=session,
+            role=MessageRole.PERSONA if session.scenario.is_roleplay else MessageRole.TRAINER,
+            status=MessageStatus.STREAMING,
+        )
+        from training.tasks import generate_reply_task
+
+        transaction.on_commit(lambda: generate_reply_task.delay(reply.pk))
+    return PostedMessage(learner_message, reply)
+
+
+def generate_reply(reply_id: int) -> Message | None:
+    """Stream the model's reply into Redis (for readers) and the database (at the end).
+
+    A provider failure keeps what streamed, marks the reply incomplete with a message that
+    tells the learner to retry; the learner's own message is already stored.
+    """
+    reply = Message.objects.select_related("session__scenario").filter(pk=reply_id).first()
+    if reply is None or reply.status != MessageStatus.STREAMING:
+        return reply  # finished by an earlier delivery of this task
+    session = reply.session
+    learner_message = (
+        session.messages.filter(role=MessageRole.LEARNER, pk__lt=reply.pk).order_by("-pk").first()
+    )
+    model = get_chat_model()
+    received = time.perf_counter()
+    parts: list[str] = []
+    first_token_ms: int | None = None
+    usage = Usage(0, 0)
+    citations: list[dict[str, object]] = []
+    error = ""
+    try:
+        built = build_prompt(session, learner_message, reply, model)
+        citations = built.citations
+        streaming.publish(reply.pk, "start", citations=citations, model=model.model_id)
+        for event in model.stream(built.prompt):
+            if isinstance(event, TextDelta):
+                if first_token_ms is None:
+                    first_token_ms = int((time.perf_counter() - received) * 1000)
+                parts.append(event.text)
+                streaming.publish(reply.pk, "token", text=event.text)
+            else:
+                usage = event
+    except LLMError as exc:
+        error = str(exc)
+    text = "".join(parts)
+    ends_conversation = END_MARKER in text
+    text = text.replace(END_MARKER, "").strip()
+    reply.text = text
+    reply.citations = citations
+    reply.model = model.model_id
+    reply.prompt_tokens = usage.prompt_tokens or None
+    reply.completion_tokens = usage.completion_tokens or None
+    reply.cost_usd = model.cost(usage) if usage.completion_tokens else None
+    reply.time_to_first_token_ms = first_token_ms
+    reply.total_time_ms = int((time.perf_counter() - received) * 1000)
+    if error:
+        reply.status = MessageStatus.INCOMPLETE
+        reply.error = f"{error} Your message is saved; send it again to retry."[:300]
+    else:
+        reply.status = MessageStatus.COMPLETE
+    reply.save()
+    if ends_conversation and not error:
+        end_session(actor=None, session_id=session.pk, reason="persona_ended")
+    kind = "failed" if error else "done"
+    streaming.publish(reply.pk, kind, html=message_html(reply), ended=ends_conversation)
+    logger.info(
+        "reply_generated",
+        message_id=reply.pk,
+        ttft_ms=first_token_ms,
+        total_ms=reply.total_time_ms,
+        error=bool(error),
+    )
+    return reply
+
+
+def _end(session: TrainingSession, reason: str) -> None:
+    session.status = SessionStatus.ENDED
+    session.ended_at = timezone.now()
+    session.ended_reason = reason
+    session.save(update_fields=["status", "ended_at", "ended_reason"])
+    Evaluation.objects.get_or_create(session=session)
+    from training.tasks import grade_session_task
+
+    session_id = session.pk
+    transaction.on_commit(lambda: grade_session_task.delay(session_id))
+
+
+def end_session(
+    *, actor: Actor | None, session_id: int, reason: str = "learner_ended"
+) -> TrainingSession:
+    """End a session (idempotent) and queue its debrief. `actor=None` is the system itself."""
+    with transaction.atomic():
+        queryset = TrainingSession.objects.select_for_update()
+        if actor is None:
+            session = queryset.get(pk=session_id)
+        else:
+            session = access.access_or_404(actor, queryset, pk=session_id)
+            if session.learner_id != actor.pk and not access.is_manager(actor):
+                raise TrainingError("Only the learner can end this session.", status=403)
+        if session.is_active:
+            _end(session, reason)
+    return session
+
+
+def end_expired_sessions() -> int:
+    """End every active session past its time limit (run by Celery beat)."""
+    count = 0
+    for session_id in TrainingSession.objects.filter(
+        status=SessionStatus.ACTIVE, expires_at__lte=timezone.now()
+    ).values_list("pk", flat=True):
+        end_session(actor=None, session_id=session_id, reason="time_limit")
+        count += 1
+    return count
+
+
+def transcript_of(session: TrainingSession) -> tuple[str, list[str]]:
+    lines, learner_texts = [], []
+    for message in session.messages.exclude(text="").order_by("created_at", "id"):
+        speaker = "LEARNER" if message.is_from_learner else message.role.upper()
+        lines.append(f"{speaker}: {message.text}")
+        if message.is_from_learner:
+            learner_texts.append(message.text)
+    return "\n".join(lines), learner_texts
+
+
+def grade_session(session_id: int) -> Evaluation:
+    """Grade an ended session against its scenario's rubric (idempotent)."""
+    session = TrainingSession.objects.select_related("scenario").get(pk=session_id)
+    evaluation, _ = Evaluation.objects.get_or_create(session=session)
+    if evaluation.status == EvaluationStatus.READY:
+        return evaluation
+    rubric = list(session.scenario.rubric_items.all())
+    transcript, learner_texts = transcript_of(session)
+    model = get_chat_model()
+    if not learner_texts:
+        evaluation.status = EvaluationStatus.FAILED
+        evaluation.error = "Nothing to grade: the learner did not write anything."
+        evaluation.save()
+        return evaluation
+    try:
+        if model.is_stand_in:
+            grade = grade_extractively(rubric, learner_texts)
+        else:
+            grade = grade_with_model(model, transcript, rubric, learner_texts)
+    except LLMError as exc:
+        if exc.retryable:
+            raise
+        evaluation.status = EvaluationStatus.FAILED
+        evaluation.error = str(exc)[:300]
+        evaluation.save()
+        return evaluation
+    evaluation.overall = grade.overall
+    evaluation.rubric_scores = grade.rubric_scores
+    evaluation.strengths = grade.strengths
+    evaluation.practise_next = grade.practise_next
+    evaluation.model = model.model_id
+    evaluation.status = EvaluationStatus.READY
+    evaluation.completed_at = timezone.now()
+    evaluation.save()
+    return evaluation
+
+
+def sessions_for(actor: Actor):  # noqa: ANN201 - a queryset
+    return access.scope(actor, TrainingSession.objects.select_related("scenario")).filter(
+        ~Q(is_preview=True) | Q(learner_id=actor.pk)
+    )

@@ -1,0 +1,113 @@
+"""The hosted chat client against a local server speaking OpenAI's wire format (SSE too)."""
+
+import time
+
+import pytest
+
+from knowledge.tests.openai_wire import Delay, Fail, OpenAIWireServer
+from training.llm import (
+    ConversationContext,
+    LLMError,
+    LLMUnavailable,
+    OpenAIChatModel,
+    Prompt,
+    TextDelta,
+    Usage,
+)
+from training.tests.chat_wire import BreakMidway, add_chat
+
+pytestmark = pytest.mark.django_db  # the circuit breaker keeps its state in Redis
+
+
+@pytest.fixture
+def wire():
+    with OpenAIWireServer() as server:
+        server.chat = add_chat(server)
+        yield server
+
+
+def model(wire, **options):
+    return OpenAIChatModel(
+        base_url=wire.base_url,
+        api_key="sk-or-secret-9876",
+        model="openai/gpt-4o-mini",
+        price_prompt_per_mtok=0.15,
+        price_completion_per_mtok=0.6,
+        **options,
+    )
+
+
+def prompt():
+    return Prompt(
+        messages=[{"role": "system", "content": "Be brief."}, {"role": "user", "content": "Hi"}],
+        context=ConversationContext(mode="roleplay"),
+        max_tokens=50,
+    )
+
+
+def test_tokens_stream_in_order_with_usage_and_cost(wire):
+    wire.chat["reply"] = "one two three four"
+    events = list(model(wire).stream(prompt()))
+    text = "".join(e.text for e in events if isinstance(e, TextDelta))
+    usage = next(e for e in events if isinstance(e, Usage))
+    assert text == "one two three four"
+    assert len([e for e in events if isinstance(e, TextDelta)]) == 4
+    assert usage.completion_tokens == 4
+    assert model(wire).cost(usage) > 0
+    sent = wire.requests[0]
+    assert sent.body["stream"] is True
+    assert sent.body["max_tokens"] == 50
+    assert sent.headers["x-title"] == "AvatarAdam"
+
+
+def test_a_429_before_streaming_is_retried(wire):
+    wire.script(Fail(429, retry_after="0"))
+    text = "".join(e.text for e in model(wire).stream(prompt()) if isinstance(e, TextDelta))
+    assert text == "Hello from the wire server."
+    assert len(wire.requests) == 2
+
+
+def test_an_error_mid_stream_inside_http_200_keeps_the_tokens_and_is_not_retried(wire):
+    wire.chat["reply"] = "one two three four five six"
+    wire.script(BreakMidway())
+    received = []
+
+    def consume():
+        for event in model(wire).stream(prompt()):
+            if isinstance(event, TextDelta):
+                received.append(event.text)
+
+    with pytest.raises(LLMError) as failure:
+        consume()
+    assert "".join(received) == "one two three "
+    assert failure.value.retryable is False
+    assert len(wire.requests) == 1
+
+
+def test_a_refused_key_is_a_clear_error_without_the_key(wire):
+    wire.script(Fail(401))
+    with pytest.raises(LLMError) as failure:
+        list(model(wire).stream(prompt()))
+    assert "credentials" in str(failure.value)
+    assert "sk-or-secret" not in str(failure.value)
+    assert len(wire.requests) == 1
+
+
+def test_a_timeout_is_reported_quickly(wire):
+    wire.script(Delay(3), Delay(3))
+    started = time.monotonic()
+    with pytest.raises(LLMError, match="too long"):
+        list(model(wire, timeout=0.5, max_retries=0).stream(prompt()))
+    assert time.monotonic() - started < 2.5
+
+
+def test_repeated_failures_open_the_circuit_and_calls_fail_fast(wire):
+    wire.script(*[Fail(500, retry_after="0")] * 5)
+    client = model(wire, max_retries=0)
+    for _ in range(5):
+        with pytest.raises(LLMError):
+            list(client.stream(prompt()))
+    calls = len(wire.requests)
+    with pytest.raises(LLMUnavailable, match="try again"):
+        list(client.stream(prompt()))
+    assert len(wire.requests) == calls  # the open circuit sent nothing

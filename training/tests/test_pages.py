@@ -1,0 +1,132 @@
+"""Learner pages: dashboard, library, chat page with a streamed reply, debrief, history."""
+
+import pytest
+from asgiref.sync import async_to_sync
+from django.urls import reverse
+
+from accounts.models import Team
+from training import services
+from training.models import Assignment, MessageStatus
+from training.tests.factories import make_scenario
+
+pytestmark = pytest.mark.django_db
+
+
+async def read_all(response):
+    return b"".join([part async for part in response.streaming_content])
+
+
+def test_the_dashboard_lists_assignments_and_recent_sessions(client, bob, acme, acme_team):
+    scenario = make_scenario(acme, title="Renewal call")
+    Assignment.objects.create(
+        organization=acme, scenario=scenario, team=acme_team, passing_score=70
+    )
+    client.force_login(bob)
+    page = client.get(reverse("home")).content.decode()
+    assert "Renewal call" in page
+    assert "Not started" in page
+    assert "Field Sales" in page
+
+
+def test_the_library_shows_published_scenarios_only_to_learners(client, bob, acme):
+    make_scenario(acme, title="Published one")
+    make_scenario(acme, title="Draft one", published=False)
+    client.force_login(bob)
+    page = client.get(reverse("training:library")).content.decode()
+    assert "Published one" in page
+    assert "Draft one" not in page
+
+
+def test_a_manager_can_preview_a_draft(client, alice, acme):
+    draft = make_scenario(acme, title="Draft one", published=False)
+    client.force_login(alice)
+    assert "Preview as a learner" in client.get(reverse("training:library")).content.decode()
+    response = client.post(reverse("training:start", args=[draft.pk]), {"preview": "1"})
+    assert response.status_code == 302
+    page = client.get(response["Location"]).content.decode()
+    assert "preview" in page
+    assert "Convince me." in page
+
+
+def test_chatting_on_the_page_streams_the_reply(client, bob, acme):
+    scenario = make_scenario(acme)
+    client.force_login(bob)
+    session_url = client.post(reverse("training:start", args=[scenario.pk]))["Location"]
+    session_id = int(session_url.rstrip("/").split("/")[-1])
+    page = client.get(session_url).content.decode()
+    assert "Offline stand-in" in page
+
+    turn = client.post(
+        reverse("training:post-message", args=[session_id]),
+        {"text": "What matters to you?"},
+        HTTP_HX_REQUEST="true",
+    )
+    assert turn.status_code == 200
+    html = turn.content.decode()
+    assert "What matters to you?" in html
+    assert "data-stream-url" in html
+    reply = services.access_session(bob, session_id).messages.get(status=MessageStatus.STREAMING)
+
+    services.generate_reply(reply.pk)
+    stream = client.get(reverse("training:reply-stream", args=[session_id, reply.pk]))
+    body = async_to_sync(read_all)(stream).decode()
+    assert "event: start" in body
+    assert "event: token" in body
+    assert "event: done" in body
+    assert "Your price is 30% higher." in body
+
+    reloaded = client.get(session_url).content.decode()
+    assert "Your price is 30% higher." in reloaded
+    assert "data-stream-url" not in reloaded
+
+
+def test_page_errors_are_plain_sentences(client, bob, acme):
+    scenario = make_scenario(acme)
+    client.force_login(bob)
+    session = services.start_session(actor=bob, scenario_id=scenario.pk)
+    response = client.post(reverse("training:post-message", args=[session.pk]), {"text": " "})
+    assert response.status_code == 400
+    assert "empty" in response.content.decode()
+
+
+def test_ending_shows_the_debrief_when_ready(client, bob, acme):
+    scenario = make_scenario(acme)
+    session = services.start_session(actor=bob, scenario_id=scenario.pk)
+    posted = services.post_message(
+        actor=bob, session_id=session.pk, text="Shall we book a review call next Tuesday?"
+    )
+    services.generate_reply(posted.reply.pk)
+    client.force_login(bob)
+    client.post(reverse("training:end", args=[session.pk]))
+    waiting = client.get(reverse("training:debrief", args=[session.pk])).content.decode()
+    assert "being prepared" in waiting
+    assert 'hx-trigger="every 2s"' in waiting
+
+    services.grade_session(session.pk)
+    ready = client.get(reverse("training:debrief", args=[session.pk])).content.decode()
+    assert "/ 100" in ready
+    assert "Shall we book a review call next Tuesday?" in ready
+    assert "hx-trigger" not in ready
+    history = client.get(reverse("training:history")).content.decode()
+    assert scenario.title in history
+
+
+def test_a_manager_sees_a_learners_session_but_cannot_write_in_it(client, alice, bob, acme):
+    session = services.start_session(actor=bob, scenario_id=make_scenario(acme).pk)
+    client.force_login(alice)
+    page = client.get(reverse("training:session", args=[session.pk])).content.decode()
+    assert "Convince me." in page
+    assert 'id="composer"' not in page
+    response = client.post(reverse("training:post-message", args=[session.pk]), {"text": "hi"})
+    assert response.status_code == 403
+
+
+def test_the_learner_team_filter_is_their_own(client, bob, acme, globex):
+    foreign_team = Team.objects.create(organization=globex, name="Globex team")
+    Assignment.objects.create(
+        organization=globex,
+        scenario=make_scenario(globex, title="Globex secret"),
+        team=foreign_team,
+    )
+    client.force_login(bob)
+    assert "Globex secret" not in client.get(reverse("home")).content.decode()

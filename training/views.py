@@ -1,0 +1,237 @@
+"""Learner pages: dashboard, scenario library, the chat page with streamed replies, history."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from asgiref.sync import sync_to_async
+from django.contrib.auth.decorators import login_required
+from django.contrib.auth.views import redirect_to_login
+from django.db.models import Q
+from django.http import (
+    Http404,
+    HttpRequest,
+    HttpResponse,
+    HttpResponseBase,
+    StreamingHttpResponse,
+)
+from django.shortcuts import redirect, render
+from django.views.decorators.http import require_GET, require_POST
+
+from accounts import access
+from accounts.models import Team
+from training import services, streaming
+from training.llm import STAND_IN_MODEL_ID
+from training.models import (
+    Assignment,
+    EvaluationStatus,
+    Message,
+    MessageStatus,
+    Scenario,
+    SessionStatus,
+)
+from training.rendering import message_html, render_reply
+
+SESSION_PAGE = "training/session.html"
+
+
+def _assignments_for(user: object) -> list[dict[str, object]]:
+    teams = access.scope(user, Team.objects.filter(members=user))
+    assignments = (
+        Assignment.objects.filter(organization_id=user.organization_id)
+        .filter(Q(learner=user) | Q(team__in=teams))
+        .select_related("scenario")
+    )
+    rows = []
+    for assignment in assignments:
+        current = Scenario.objects.current().filter(family=assignment.scenario.family).first()
+        sessions = services.sessions_for(user).filter(
+            learner=user, scenario__family=assignment.scenario.family, is_preview=False
+        )
+        scores = [
+            s.evaluation.overall
+            for s in sessions.select_related("evaluation").filter(
+                evaluation__status=EvaluationStatus.READY
+            )
+        ]
+        done = sessions.filter(status=SessionStatus.ENDED).count()
+        best = max(scores) if scores else None
+        passed = best is not None and best >= assignment.passing_score
+        rows.append(
+            {
+                "assignment": assignment,
+                "scenario": current,
+                "done": done,
+                "best": best,
+                "status": "passed"
+                if passed and done >= assignment.attempts_required
+                else "in progress"
+                if done
+                else "not started",
+            }
+        )
+    return rows
+
+
+def _trend_points(scores: list[int]) -> str:
+    """SVG polyline points for a small score chart (oldest left)."""
+    if not scores:
+        return ""
+    step = 200 / max(1, len(scores) - 1)
+    return " ".join(f"{i * step:.0f},{60 - s * 0.56:.0f}" for i, s in enumerate(scores))
+
+
+@login_required
+@require_GET
+def dashboard(request: HttpRequest) -> HttpResponse:
+    user = request.user
+    sessions = services.sessions_for(user).filter(learner=user).select_related("evaluation")
+    recent = list(sessions[:8])
+    scores = [
+        s.evaluation.overall
+        for s in reversed(list(sessions.filter(evaluation__status=EvaluationStatus.READY)[:12]))
+    ]
+    return render(
+        request,
+        "training/dashboard.html",
+        {
+            "teams": access.scope(user, Team.objects.filter(members=user)),
+            "assignments": _assignments_for(user) if user.organization_id else [],
+            "recent": recent,
+            "scores": scores,
+            "trend_points": _trend_points(scores),
+        },
+    )
+
+
+@login_required
+@require_GET
+def library(request: HttpRequest) -> HttpResponse:
+    scenarios = services.scenarios_for(request.user).prefetch_related("rubric_items")
+    return render(request, "training/library.html", {"scenarios": scenarios})
+
+
+@login_required
+@require_POST
+def start(request: HttpRequest, scenario_id: int) -> HttpResponse:
+    try:
+        session = services.start_session(
+            actor=request.user,
+            scenario_id=scenario_id,
+            preview=request.POST.get("preview") == "1",
+        )
+    except services.TrainingError as exc:
+        return HttpResponse(str(exc), status=exc.status, content_type="text/plain")
+    return redirect("training:session", session_id=session.pk)
+
+
+def _session_context(request: HttpRequest, session_id: int) -> dict[str, object]:
+    session = services.access_session(request.user, session_id)
+    messages = list(session.messages.order_by("created_at", "id"))
+    for message in messages:
+        message.html = render_reply(message.text) if not message.is_from_learner else ""
+    return {
+        "session": session,
+        "messages": messages,
+        "is_owner": session.learner_id == request.user.pk,
+        "stand_in": any(m.model == STAND_IN_MODEL_ID for m in messages) or _uses_stand_in(),
+        "evaluation": getattr(session, "evaluation", None),
+    }
+
+
+def _uses_stand_in() -> bool:
+    from training.llm import get_chat_model
+
+    return get_chat_model().is_stand_in
+
+
+@login_required
+@require_GET
+def session_page(request: HttpRequest, session_id: int) -> HttpResponse:
+    return render(request, SESSION_PAGE, _session_context(request, session_id))
+
+
+@login_required
+@require_POST
+def post_message(request: HttpRequest, session_id: int) -> HttpResponse:
+    try:
+        posted = services.post_message(
+            actor=request.user, session_id=session_id, text=request.POST.get("text", "")
+        )
+    except services.TrainingError as exc:
+        response = render(
+            request, f"{SESSION_PAGE}#composer-error", {"error": str(exc)}, status=exc.status
+        )
+        response["HX-Retarget"] = "#composer-error"
+        response["HX-Reswap"] = "outerHTML"
+        return response
+    posted.reply.html = ""
+    return render(
+        request,
+        f"{SESSION_PAGE}#new-turn",
+        {"messages": [posted.learner_message, posted.reply], "session": posted.reply.session},
+    )
+
+
+@login_required
+@require_POST
+def end(request: HttpRequest, session_id: int) -> HttpResponse:
+    services.end_session(actor=request.user, session_id=session_id)
+    return redirect("training:session", session_id=session_id)
+
+
+@login_required
+@require_GET
+def debrief(request: HttpRequest, session_id: int) -> HttpResponse:
+    return render(request, f"{SESSION_PAGE}#debrief", _session_context(request, session_id))
+
+
+@login_required
+@require_GET
+def history(request: HttpRequest) -> HttpResponse:
+    sessions = (
+        services.sessions_for(request.user)
+        .filter(learner=request.user)
+        .select_related("evaluation")
+    )
+    return render(request, "training/history.html", {"sessions": sessions})
+
+
+def _sse(event_id: str, kind: str, data: dict[str, object]) -> str:
+    head = f"id: {event_id}\n" if event_id else ""
+    return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n"
+
+
+def _reply_for(user: object, session_id: int, message_id: int) -> Message:
+    session = services.access_session(user, session_id)
+    message = session.messages.select_related("session__scenario").filter(pk=message_id).first()
+    if message is None or message.is_from_learner:
+        raise Http404("Not found.")
+    return message
+
+
+async def reply_stream(request: HttpRequest, session_id: int, message_id: int) -> HttpResponseBase:
+    """Server-sent events of one reply: replayed from the start, then live until done."""
+    user = await request.auser()
+    if not user.is_authenticated:
+        return redirect_to_login(request.get_full_path())
+    message = await sync_to_async(_reply_for)(user, session_id, message_id)
+
+    async def events() -> AsyncIterator[str]:
+        if message.status != MessageStatus.STREAMING and not await streaming.aexists(message.pk):
+            kind = "failed" if message.status == MessageStatus.INCOMPLETE else "done"
+            html = await sync_to_async(message_html)(message)
+            yield _sse("", kind, {"html": html, "ended": False})
+            return
+        after = request.headers.get("Last-Event-ID", "0-0")
+        async for event_id, kind, data in streaming.aread(message.pk, after):
+            if kind == "ping":
+                yield ": keep-alive\n\n"
+                continue
+            yield _sse(event_id, kind, data)
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response
