@@ -147,3 +147,75 @@ def page(_chromium, live_server, request):
     SCREENSHOTS.mkdir(parents=True, exist_ok=True)
     tab.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
     context.close()
+
+
+@pytest.fixture
+def live_stack(transactional_db):
+    """The production stack on the test database: Daphne (ASGI) and a Celery worker, as
+    `make run` starts them. Yields the base URL."""
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    database = connection.settings_dict
+    env = dict(os.environ)
+    env.update(
+        DATABASE_URL=f"postgres://{database['USER']}:@{quote(database['HOST'], safe='')}"
+        f"/{database['NAME']}",
+        LOG_LEVEL="WARNING",
+        LLM_STAND_IN_TOKEN_DELAY_MS="40",
+    )
+    env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    root = Path(__file__).resolve().parent
+    processes = [
+        subprocess.Popen(
+            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+             "avatar_adam.asgi:application"],
+            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+        subprocess.Popen(
+            [sys.executable, "-m", "celery", "-A", "avatar_adam", "worker", "--pool", "solo",
+             "--without-heartbeat", "--without-mingle", "--without-gossip"],
+            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        ),
+    ]  # fmt: skip
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        for process in processes:
+            process.terminate()
+        for process in processes:
+            try:
+                process.wait(15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+
+
+@pytest.fixture
+def stack_page(_chromium, live_stack, request):
+    """A Chromium tab against the live Daphne + Celery stack."""
+    context = _chromium.new_context(base_url=live_stack, viewport={"width": 1280, "height": 900})
+    tab = context.new_page()
+    errors = []
+    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
+    tab.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
+    tab.console_errors = errors
+    yield tab
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+    context.close()

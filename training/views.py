@@ -133,7 +133,7 @@ def _session_context(request: HttpRequest, session_id: int) -> dict[str, object]
         message.html = render_reply(message.text) if not message.is_from_learner else ""
     return {
         "session": session,
-        "messages": messages,
+        "turns": messages,
         "is_owner": session.learner_id == request.user.pk,
         "stand_in": any(m.model == STAND_IN_MODEL_ID for m in messages) or _uses_stand_in(),
         "evaluation": getattr(session, "evaluation", None),
@@ -170,7 +170,7 @@ def post_message(request: HttpRequest, session_id: int) -> HttpResponse:
     return render(
         request,
         f"{SESSION_PAGE}#new-turn",
-        {"messages": [posted.learner_message, posted.reply], "session": posted.reply.session},
+        {"turns": [posted.learner_message, posted.reply], "session": posted.reply.session},
     )
 
 
