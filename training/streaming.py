@@ -25,10 +25,10 @@ def _key(message_id: int) -> str:
     return f"chat:reply:{message_id}"
 
 
-def _client() -> redis.Redis:
+def _client(block_seconds: float = 0) -> redis.Redis:
     return redis.Redis.from_url(
         settings.REDIS_CACHE_URL,
-        socket_timeout=settings.REDIS_TIMEOUT_SECONDS,
+        socket_timeout=settings.REDIS_TIMEOUT_SECONDS + block_seconds,
         socket_connect_timeout=settings.REDIS_TIMEOUT_SECONDS,
     )
 
@@ -50,7 +50,7 @@ def _decode(entry: dict[bytes, bytes]) -> tuple[str, dict[str, Any]]:
 
 def read(message_id: int, timeout_seconds: float = 120.0) -> Iterator[tuple[str, dict[str, Any]]]:
     """Follow a reply's events until it ends (blocking; for synchronous callers)."""
-    client = _client()
+    client = _client(block_seconds=timeout_seconds)
     last = "0-0"
     try:
         while True:
