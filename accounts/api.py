@@ -6,6 +6,7 @@ from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
 from rest_framework.permissions import AllowAny, BasePermission
@@ -18,7 +19,7 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import access, services
-from accounts.models import ApiKey, Team, User
+from accounts.models import API_KEY_ROLES, ApiKey, Team, User
 
 
 class IsManager(BasePermission):
@@ -75,9 +76,11 @@ class LogoutView(APIView):
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
 
+    @extend_schema_serializer(component_name="LogoutRequest")
     class InputSerializer(serializers.Serializer):
         refresh = serializers.CharField()
 
+    @extend_schema(request=InputSerializer, responses={204: None}, summary="Revoke a refresh token")
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -106,6 +109,7 @@ class MeView(APIView):
         teams = TeamSummarySerializer(many=True)
         api_key = serializers.CharField(allow_null=True)
 
+    @extend_schema(responses=OutputSerializer, summary="Who is calling")
     def get(self, request: Request) -> Response:
         actor = request.user
         if isinstance(actor, User):
@@ -143,17 +147,29 @@ class ApiKeySerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class ApiKeyCreatedSerializer(ApiKeySerializer):
+    key = serializers.CharField(help_text="The full key; it is never shown again.")
+
+    class Meta(ApiKeySerializer.Meta):
+        fields = [*ApiKeySerializer.Meta.fields, "key"]
+        read_only_fields = fields
+
+
 class ApiKeyListCreateView(APIView):
     permission_classes = [IsManager]
 
+    @extend_schema_serializer(component_name="ApiKeyCreateRequest")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=120)
-        role = serializers.ChoiceField(choices=["manager", "admin"], default="manager")
+        role = serializers.ChoiceField(choices=API_KEY_ROLES, default="manager")
 
+    @extend_schema(responses=ApiKeySerializer(many=True), operation_id="api_keys_list")
     def get(self, request: Request) -> Response:
         keys = access.scope(request.user, ApiKey.objects.all())
         return Response(ApiKeySerializer(keys, many=True).data)
 
+    @extend_schema(request=InputSerializer, responses={201: ApiKeyCreatedSerializer},
+                   summary="Create an API key (the key is shown once)")  # fmt: skip
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -169,9 +185,11 @@ class ApiKeyListCreateView(APIView):
 class ApiKeyDetailView(APIView):
     permission_classes = [IsManager]
 
+    @extend_schema(responses=ApiKeySerializer)
     def get(self, request: Request, pk: int) -> Response:
         return Response(ApiKeySerializer(access.access_or_404(request.user, ApiKey, pk=pk)).data)
 
+    @extend_schema(responses={204: None}, summary="Revoke an API key")
     def delete(self, request: Request, pk: int) -> Response:
         try:
             services.revoke_api_key(actor=request.user, api_key_id=pk)
@@ -205,12 +223,14 @@ class TeamSerializer(serializers.ModelSerializer):
 
 
 class TeamListView(APIView):
+    @extend_schema(responses=TeamSerializer(many=True), operation_id="teams_list")
     def get(self, request: Request) -> Response:
         teams = access.scope(request.user, Team.objects.prefetch_related("members"))
         return Response(TeamSerializer(teams, many=True).data)
 
 
 class TeamDetailView(APIView):
+    @extend_schema(responses=TeamSerializer)
     def get(self, request: Request, pk: int) -> Response:
         team = access.access_or_404(request.user, Team.objects.prefetch_related("members"), pk=pk)
         return Response(TeamSerializer(team).data)
@@ -219,12 +239,14 @@ class TeamDetailView(APIView):
 class UserListView(APIView):
     permission_classes = [IsManager]
 
+    @extend_schema(responses=UserSerializer(many=True), operation_id="users_list")
     def get(self, request: Request) -> Response:
         users = access.scope(request.user, User.objects.prefetch_related("teams"))
         return Response(UserSerializer(users, many=True).data)
 
 
 class UserDetailView(APIView):
+    @extend_schema(responses=UserSerializer)
     def get(self, request: Request, pk: int) -> Response:
         user = access.access_or_404(request.user, User.objects.prefetch_related("teams"), pk=pk)
         return Response(UserSerializer(user).data)

@@ -6,7 +6,7 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and organizations"
 
     def ready(self) -> None:
-        from accounts import access, log_context
+        from accounts import access, log_context, schema  # noqa: F401 - registers extensions
         from accounts.models import ApiKey, Organization, Team, User
 
         access.register(Organization, organization="pk", learners="all")

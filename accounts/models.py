@@ -124,6 +124,7 @@ class Team(models.Model):
 
 
 API_KEY_PREFIX_LENGTH = 8
+API_KEY_ROLES = [(Role.MANAGER.value, Role.MANAGER.label), (Role.ADMIN.value, Role.ADMIN.label)]
 
 
 def _hash_api_key(secret: str) -> str:
@@ -151,7 +152,7 @@ class ApiKey(models.Model):
     key_hash = models.CharField(max_length=64, unique=True, editable=False)
     role = models.CharField(
         max_length=16,
-        choices=[(Role.MANAGER, Role.MANAGER.label), (Role.ADMIN, Role.ADMIN.label)],
+        choices=API_KEY_ROLES,
         default=Role.MANAGER,
     )
     created_by = models.ForeignKey(

@@ -62,6 +62,8 @@ INSTALLED_APPS = [
     "django_prometheus",
     "rest_framework",
     "rest_framework_simplejwt.token_blacklist",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "corsheaders",
     "csp",
     "axes",
@@ -264,6 +266,29 @@ REST_FRAMEWORK = {
         "auth": env("THROTTLE_AUTH", default="20/min"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "AvatarAdam API",
+    "DESCRIPTION": "Conversation training: knowledge base, scenarios, sessions and debriefs.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DocumentStatusEnum": "knowledge.models.DocumentStatus.choices",
+        "SessionStatusEnum": "training.models.SessionStatus.choices",
+        "MessageStatusEnum": "training.models.MessageStatus.choices",
+        "EvaluationStatusEnum": "training.models.EvaluationStatus.choices",
+        "ChannelEnum": "training.models.Channel.choices",
+        "UserRoleEnum": "accounts.models.Role.choices",
+        "ApiKeyRoleEnum": "accounts.models.API_KEY_ROLES",
+        "ScenarioModeEnum": "training.models.ScenarioMode.choices",
+        "SearchModeEnum": ["hybrid", "vector", "text"],
+    },
 }
 SIMPLE_JWT = {
     "ACCESS_TOKEN_LIFETIME": timedelta(minutes=env.int("JWT_ACCESS_MINUTES", default=5)),

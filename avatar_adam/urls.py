@@ -1,8 +1,23 @@
 from django.contrib import admin
 from django.urls import include, path
+from drf_spectacular.views import (
+    SpectacularAPIView,
+    SpectacularRedocView,
+    SpectacularSwaggerView,
+)
+from rest_framework.authentication import SessionAuthentication
+from rest_framework_simplejwt.authentication import JWTAuthentication
 
+from accounts.api_keys import ApiKeyAuthentication
 from avatar_adam import health
 from training import views as training_views
+
+# The docs pages are read in a browser by signed-in people, so sessions count there too.
+DOCS_AUTHENTICATION = [
+    JWTAuthentication,
+    ApiKeyAuthentication,
+    SessionAuthentication,
+]
 
 urlpatterns = [
     path("healthz", health.healthz, name="healthz"),
@@ -11,6 +26,26 @@ urlpatterns = [
     path("admin/", admin.site.urls),
     path("api/v1/", include("accounts.api_urls")),
     path("api/v1/", include("knowledge.api_urls")),
+    path("api/v1/", include("training.api_urls")),
+    path(
+        "api/v1/schema/",
+        SpectacularAPIView.as_view(authentication_classes=DOCS_AUTHENTICATION),
+        name="api-schema",
+    ),
+    path(
+        "api/v1/docs/",
+        SpectacularSwaggerView.as_view(
+            url_name="api-schema", authentication_classes=DOCS_AUTHENTICATION
+        ),
+        name="api-docs",
+    ),
+    path(
+        "api/v1/redoc/",
+        SpectacularRedocView.as_view(
+            url_name="api-schema", authentication_classes=DOCS_AUTHENTICATION
+        ),
+        name="api-redoc",
+    ),
     path("knowledge/", include("knowledge.urls")),
     path("", training_views.dashboard, name="home"),
     path("", include("training.urls")),

@@ -64,8 +64,10 @@ def main() -> None:
         },
     )  # fmt: skip
     if not scenario.rubric_items.exists():
-        RubricItem.objects.create(scenario=scenario, name="Next step", weight=1,
-                                  good_looks_like="Proposes a review call with a date.")  # fmt: skip
+        RubricItem.objects.create(
+            scenario=scenario, name="Next step", weight=1,
+            good_looks_like="Proposes a review call with a date.",
+        )  # fmt: skip
     learners = []
     for number in range(args.learners):
         user, _ = User.objects.get_or_create(
@@ -129,9 +131,9 @@ def main() -> None:
             thread.start()
         for thread in threads:
             thread.join()
-        print(f"chat page server time, {len(learners)} learners at once "
-              f"({len(page_times)} requests, in-process): p50 "
-              f"{statistics.median(page_times):.1f} ms, p95 {pct(page_times, 0.95):.1f} ms")  # fmt: skip
+        p50, p95 = statistics.median(page_times), pct(page_times, 0.95)
+        label = f"{len(learners)} learners at once ({len(page_times)} requests, in-process)"
+        print(f"chat page server time, {label}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
 
         services.end_session(actor=learner, session_id=session.pk)
         started = time.perf_counter()

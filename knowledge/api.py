@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
 from rest_framework.parsers import MultiPartParser
@@ -43,21 +44,36 @@ class DocumentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class UploadedDocumentSerializer(DocumentSerializer):
+    duplicate = serializers.BooleanField(help_text="True when the same file was already there.")
+
+    class Meta(DocumentSerializer.Meta):
+        fields = [*DocumentSerializer.Meta.fields, "duplicate"]
+        read_only_fields = fields
+
+
 class DocumentListCreateView(APIView):
     """List the organization's documents, or upload one (answers at once, 202 queued)."""
 
     permission_classes = [IsManager]
     parser_classes = [MultiPartParser]
 
+    @extend_schema_serializer(component_name="DocumentUploadRequest")
     class InputSerializer(serializers.Serializer):
         file = serializers.FileField(allow_empty_file=True)
         title = serializers.CharField(max_length=300, required=False, allow_blank=True)
         collection = serializers.CharField(max_length=100, required=False, allow_blank=True)
 
+    @extend_schema(responses=DocumentSerializer(many=True), operation_id="documents_list")
     def get(self, request: Request) -> Response:
         documents = access.scope(request.user, Document.objects.all())
         return Response(DocumentSerializer(documents, many=True).data)
 
+    @extend_schema(
+        request=InputSerializer,
+        responses={202: UploadedDocumentSerializer, 200: UploadedDocumentSerializer},
+        summary="Upload a document (answers at once; ingestion is queued)",
+    )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
@@ -82,10 +98,12 @@ class DocumentListCreateView(APIView):
 class DocumentDetailView(APIView):
     permission_classes = [IsManager]
 
+    @extend_schema(responses=DocumentSerializer)
     def get(self, request: Request, pk: int) -> Response:
         document = access.access_or_404(request.user, Document, pk=pk)
         return Response(DocumentSerializer(document).data)
 
+    @extend_schema(responses={204: None}, summary="Delete a document and its passages")
     def delete(self, request: Request, pk: int) -> Response:
         services.delete_document(actor=request.user, document_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
@@ -94,6 +112,8 @@ class DocumentDetailView(APIView):
 class DocumentReingestView(APIView):
     permission_classes = [IsManager]
 
+    @extend_schema(request=None, responses={202: DocumentSerializer},
+                   summary="Queue a document's ingestion again")  # fmt: skip
     def post(self, request: Request, pk: int) -> Response:
         document = services.reingest_document(actor=request.user, document_id=pk)
         return Response(DocumentSerializer(document).data, status=status.HTTP_202_ACCEPTED)
@@ -112,11 +132,17 @@ class PassageSerializer(serializers.Serializer):
     text_rank = serializers.IntegerField(allow_null=True)
 
 
+class SearchResultSerializer(serializers.Serializer):
+    query = serializers.CharField()
+    passages = PassageSerializer(many=True)
+
+
 class SearchView(APIView):
     """Search the organization's knowledge base; passages come with where they are from."""
 
     permission_classes = [IsManager]
 
+    @extend_schema_serializer(component_name="SearchRequest")
     class InputSerializer(serializers.Serializer):
         query = serializers.CharField(max_length=2000, trim_whitespace=True)
         limit = serializers.IntegerField(min_value=1, max_value=20, default=5)
@@ -128,6 +154,8 @@ class SearchView(APIView):
             child=serializers.IntegerField(), required=False, default=list
         )
 
+    @extend_schema(request=InputSerializer, responses=SearchResultSerializer,
+                   summary="Search the knowledge base")  # fmt: skip
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)

@@ -28,6 +28,10 @@ ID_URLS = {
     "api-user-detail": User,
     "api-document-detail": Document,
     "api-document-reingest": Document,
+    "api-session-detail": TrainingSession,
+    "api-session-end": TrainingSession,
+    "api-message-create": TrainingSession,
+    "api-evaluation": TrainingSession,
 }
 # Page URLs (session sign-in) whose parameter is an object id, and the model it names.
 PAGE_ID_URLS = {

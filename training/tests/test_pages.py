@@ -1,7 +1,9 @@
 """Learner pages: dashboard, library, chat page with a streamed reply, debrief, history."""
 
+import asyncio
+import concurrent.futures
+
 import pytest
-from asgiref.sync import async_to_sync
 from django.urls import reverse
 
 from accounts.models import Team
@@ -12,8 +14,14 @@ from training.tests.factories import make_scenario
 pytestmark = pytest.mark.django_db
 
 
-async def read_all(response):
-    return b"".join([part async for part in response.streaming_content])
+def read_all(response):
+    """Consume an async streaming body (in a thread: the browser tests keep a loop here)."""
+
+    async def collect():
+        return b"".join([part async for part in response.streaming_content])
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, collect()).result()
 
 
 def test_the_dashboard_lists_assignments_and_recent_sessions(client, bob, acme, acme_team):
@@ -69,7 +77,7 @@ def test_chatting_on_the_page_streams_the_reply(client, bob, acme):
 
     services.generate_reply(reply.pk)
     stream = client.get(reverse("training:reply-stream", args=[session_id, reply.pk]))
-    body = async_to_sync(read_all)(stream).decode()
+    body = read_all(stream).decode()
     assert "event: start" in body
     assert "event: token" in body
     assert "event: done" in body

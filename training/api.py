@@ -1,0 +1,223 @@
+"""REST API of training: scenarios, sessions, messages (streamed as server-sent events when
+asked for `text/event-stream`, else returned whole) and debriefs. The same services as the
+pages; the access policy on every lookup."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+from django.http import StreamingHttpResponse
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_serializer,
+    inline_serializer,
+)
+from rest_framework import renderers, serializers, status
+from rest_framework.exceptions import APIException
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from training import services, streaming
+from training.models import Evaluation, Message, MessageStatus, Scenario, TrainingSession
+
+
+class TrainingRefused(APIException):
+    """A request the engine refuses, with the status it chose (400/409/413/429)."""
+
+    default_code = "refused"
+
+    def __init__(self, error: services.TrainingError) -> None:
+        self.status_code = error.status
+        codes = {400: "invalid", 403: "forbidden", 409: "conflict", 413: "too_long",
+                 429: "rate_limited"}  # fmt: skip
+        super().__init__(str(error), code=codes.get(error.status, "refused"))
+
+
+class RubricItemSerializer(serializers.Serializer):
+    name = serializers.CharField()
+    good_looks_like = serializers.CharField()
+    weight = serializers.IntegerField()
+
+
+class ScenarioSerializer(serializers.ModelSerializer):
+    rubric = RubricItemSerializer(source="rubric_items", many=True, read_only=True)
+    objectives = serializers.ListField(child=serializers.CharField(), read_only=True)
+
+    class Meta:
+        model = Scenario
+        fields = ["id", "title", "summary", "mode", "difficulty", "version", "published",
+                  "persona_name", "persona_role", "objectives", "time_limit_minutes",
+                  "voice", "avatar", "rubric"]  # fmt: skip
+        read_only_fields = fields
+
+
+class MessageSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Message
+        fields = ["id", "role", "text", "status", "error", "citations", "model",
+                  "prompt_tokens", "completion_tokens", "time_to_first_token_ms",
+                  "total_time_ms", "interrupted", "created_at"]  # fmt: skip
+        read_only_fields = fields
+
+
+class SessionSerializer(serializers.ModelSerializer):
+    scenario = ScenarioSerializer(read_only=True)
+
+    class Meta:
+        model = TrainingSession
+        fields = ["id", "scenario", "mode", "channel", "status", "is_preview", "started_at",
+                  "expires_at", "ended_at", "ended_reason"]  # fmt: skip
+        read_only_fields = fields
+
+
+class SessionDetailSerializer(SessionSerializer):
+    messages = MessageSerializer(many=True, read_only=True)
+
+    class Meta(SessionSerializer.Meta):
+        fields = [*SessionSerializer.Meta.fields, "messages"]
+        read_only_fields = fields
+
+
+class EvaluationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Evaluation
+        fields = ["status", "overall", "rubric_scores", "strengths", "practise_next", "model",
+                  "error", "completed_at"]  # fmt: skip
+        read_only_fields = fields
+
+
+class ScenarioListView(APIView):
+    @extend_schema(responses=ScenarioSerializer(many=True), summary="Scenarios you can start")
+    def get(self, request: Request) -> Response:
+        scenarios = services.scenarios_for(request.user).prefetch_related("rubric_items")
+        return Response(ScenarioSerializer(scenarios, many=True).data)
+
+
+class SessionListCreateView(APIView):
+    @extend_schema_serializer(component_name="StartSessionRequest")
+    class InputSerializer(serializers.Serializer):
+        scenario_id = serializers.IntegerField()
+        channel = serializers.ChoiceField(choices=["text", "voice"], default="text")
+        preview = serializers.BooleanField(default=False)
+
+    @extend_schema(responses=SessionSerializer(many=True), summary="Your sessions",
+                   operation_id="sessions_list")  # fmt: skip
+    def get(self, request: Request) -> Response:
+        sessions = services.sessions_for(request.user).filter(learner_id=request.user.pk)
+        return Response(SessionSerializer(sessions[:200], many=True).data)
+
+    @extend_schema(request=InputSerializer, responses={201: SessionDetailSerializer},
+                   summary="Start a session")  # fmt: skip
+    def post(self, request: Request) -> Response:
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            session = services.start_session(actor=request.user, **data.validated_data)
+        except services.TrainingError as exc:
+            raise TrainingRefused(exc) from exc
+        return Response(SessionDetailSerializer(session).data, status=status.HTTP_201_CREATED)
+
+
+class SessionDetailView(APIView):
+    @extend_schema(responses=SessionDetailSerializer, summary="A session with its transcript")
+    def get(self, request: Request, pk: int) -> Response:
+        return Response(SessionDetailSerializer(services.access_session(request.user, pk)).data)
+
+
+class SessionEndView(APIView):
+    @extend_schema(request=None, responses=SessionSerializer,
+                   summary="End a session and queue its debrief")  # fmt: skip
+    def post(self, request: Request, pk: int) -> Response:
+        try:
+            session = services.end_session(actor=request.user, session_id=pk)
+        except services.TrainingError as exc:
+            raise TrainingRefused(exc) from exc
+        return Response(SessionSerializer(session).data)
+
+
+class EvaluationView(APIView):
+    @extend_schema(responses=EvaluationSerializer, summary="The session's debrief")
+    def get(self, request: Request, pk: int) -> Response:
+        session = services.access_session(request.user, pk)
+        evaluation = Evaluation.objects.filter(session=session).first()
+        if evaluation is None:
+            evaluation = Evaluation(session=session)
+        return Response(EvaluationSerializer(evaluation).data)
+
+
+class EventStreamRenderer(renderers.BaseRenderer):
+    """Lets clients ask for text/event-stream; errors still arrive as our JSON error body."""
+
+    media_type = "text/event-stream"
+    format = "event-stream"
+
+    def render(self, data: object, accepted_media_type: str | None = None,
+               renderer_context: dict | None = None) -> bytes:  # fmt: skip
+        return json.dumps(data).encode()
+
+
+class MessageCreateView(APIView):
+    renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
+
+    @extend_schema_serializer(component_name="PostMessageRequest")
+    class InputSerializer(serializers.Serializer):
+        text = serializers.CharField(trim_whitespace=False, allow_blank=True)
+
+    @extend_schema(
+        request=InputSerializer,
+        responses={
+            201: inline_serializer(
+                "PostedMessage",
+                {"learner_message": MessageSerializer(), "reply": MessageSerializer()},
+            ),
+            (200, "text/event-stream"): OpenApiResponse(
+                OpenApiTypes.STR,
+                description="Server-sent events: start, token (text), done or failed (the "
+                "reply as HTML), sent when the request asks for text/event-stream.",
+            ),
+        },
+        summary="Send a message; the reply streams or comes back whole",
+    )
+    def post(self, request: Request, pk: int) -> Response | StreamingHttpResponse:
+        services.access_session(request.user, pk)  # a foreign session is 404 before all else
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            posted = services.post_message(
+                actor=request.user, session_id=pk, text=data.validated_data["text"]
+            )
+        except services.TrainingError as exc:
+            raise TrainingRefused(exc) from exc
+        if "text/event-stream" in request.headers.get("Accept", ""):
+            return _event_stream(posted.reply.pk)
+        for kind, _data in streaming.read(posted.reply.pk):
+            if kind in ("done", "failed", "timeout"):
+                break
+        posted.reply.refresh_from_db()
+        body = {
+            "learner_message": MessageSerializer(posted.learner_message).data,
+            "reply": MessageSerializer(posted.reply).data,
+        }
+        code = status.HTTP_201_CREATED
+        if posted.reply.status == MessageStatus.STREAMING:
+            code = status.HTTP_202_ACCEPTED  # still being written; GET the session later
+        return Response(body, status=code)
+
+
+def _event_stream(reply_id: int) -> StreamingHttpResponse:
+    async def events() -> AsyncIterator[str]:
+        yield f"event: accepted\ndata: {json.dumps({'reply_id': reply_id})}\n\n"
+        async for event_id, kind, data in streaming.aread(reply_id):
+            if kind == "ping":
+                yield ": keep-alive\n\n"
+                continue
+            yield f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data)}\n\n"
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

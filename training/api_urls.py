@@ -1,0 +1,12 @@
+from django.urls import path
+
+from training import api
+
+urlpatterns = [
+    path("scenarios/", api.ScenarioListView.as_view(), name="api-scenario-list"),
+    path("sessions/", api.SessionListCreateView.as_view(), name="api-session-list"),
+    path("sessions/<int:pk>/", api.SessionDetailView.as_view(), name="api-session-detail"),
+    path("sessions/<int:pk>/end/", api.SessionEndView.as_view(), name="api-session-end"),
+    path("sessions/<int:pk>/messages/", api.MessageCreateView.as_view(), name="api-message-create"),
+    path("sessions/<int:pk>/evaluation/", api.EvaluationView.as_view(), name="api-evaluation"),
+]

@@ -1,0 +1,116 @@
+"""The training API: scenarios, sessions, messages (whole or streamed as SSE), debriefs."""
+
+import asyncio
+import concurrent.futures
+
+import pytest
+from celery import current_app
+from celery.contrib.testing.worker import start_worker
+
+from training.models import Message
+from training.tests.factories import make_scenario
+
+app = current_app._get_current_object()
+
+
+def read_all(response):
+    """Consume an async streaming body (in a thread: the browser tests keep a loop here)."""
+
+    async def collect():
+        return b"".join([part async for part in response.streaming_content])
+
+    with concurrent.futures.ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, collect()).result()
+
+
+@pytest.fixture
+def worker():
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        yield
+
+
+@pytest.mark.django_db
+def test_a_learner_lists_scenarios_and_starts_a_session(api_as, bob, acme):
+    scenario = make_scenario(acme)
+    client = api_as(bob)
+    listed = client.get("/api/v1/scenarios/").json()
+    assert [s["title"] for s in listed] == ["Renewal call"]
+    assert listed[0]["rubric"][0]["name"] == "Discovers the real concern"
+
+    started = client.post("/api/v1/sessions/", {"scenario_id": scenario.pk}, format="json")
+    assert started.status_code == 201
+    body = started.json()
+    assert body["status"] == "active"
+    assert body["messages"][0]["text"] == "I'm not sure we're renewing. Convince me."
+    assert [s["id"] for s in client.get("/api/v1/sessions/").json()] == [body["id"]]
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_gets_its_reply_whole(worker, api_as, bob, acme):
+    client = api_as(bob)
+    session = client.post(
+        "/api/v1/sessions/", {"scenario_id": make_scenario(acme).pk}, format="json"
+    ).json()
+    response = client.post(
+        f"/api/v1/sessions/{session['id']}/messages/", {"text": "What matters to you?"},
+        format="json",
+    )  # fmt: skip
+    assert response.status_code == 201
+    assert response.json()["learner_message"]["text"] == "What matters to you?"
+    assert "Your price is 30% higher." in response.json()["reply"]["text"]
+    assert response.json()["reply"]["status"] == "complete"
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_message_reply_streams_as_server_sent_events(worker, api_as, bob, acme):
+    client = api_as(bob)
+    session = client.post(
+        "/api/v1/sessions/", {"scenario_id": make_scenario(acme).pk}, format="json"
+    ).json()
+    response = client.post(
+        f"/api/v1/sessions/{session['id']}/messages/", {"text": "Why would you leave?"},
+        format="json", HTTP_ACCEPT="text/event-stream",
+    )  # fmt: skip
+    assert response["Content-Type"] == "text/event-stream"
+    body = read_all(response).decode()
+    assert body.startswith("event: accepted")
+    assert "event: token" in body
+    assert "event: done" in body
+
+
+@pytest.mark.django_db
+def test_bad_messages_get_clear_errors(api_as, bob, acme, settings):
+    client = api_as(bob)
+    session = client.post(
+        "/api/v1/sessions/", {"scenario_id": make_scenario(acme).pk}, format="json"
+    ).json()
+    url = f"/api/v1/sessions/{session['id']}/messages/"
+    empty = client.post(url, {"text": "  "}, format="json")
+    assert empty.status_code == 400
+    assert "empty" in empty.json()["error"]["message"]
+    long = client.post(url, {"text": "x" * 4001}, format="json")
+    assert long.status_code == 413
+    assert "4,000" in long.json()["error"]["message"]
+    client.post(f"/api/v1/sessions/{session['id']}/end/")
+    ended = client.post(url, {"text": "hello"}, format="json")
+    assert ended.status_code == 409
+    assert ended.json()["error"]["code"] == "conflict"
+    assert Message.objects.filter(role="learner").count() == 0
+
+
+@pytest.mark.django_db
+def test_the_debrief_is_pending_then_ready(api_as, bob, acme):
+    from training import services
+
+    client = api_as(bob)
+    session = client.post(
+        "/api/v1/sessions/", {"scenario_id": make_scenario(acme).pk}, format="json"
+    ).json()
+    posted = services.post_message(actor=bob, session_id=session["id"], text="Can we book a call?")
+    services.generate_reply(posted.reply.pk)
+    client.post(f"/api/v1/sessions/{session['id']}/end/")
+    assert client.get(f"/api/v1/sessions/{session['id']}/evaluation/").json()["status"] == "pending"
+    services.grade_session(session["id"])
+    ready = client.get(f"/api/v1/sessions/{session['id']}/evaluation/").json()
+    assert ready["status"] == "ready"
+    assert 0 <= ready["overall"] <= 100
