@@ -87,7 +87,11 @@ def save_new_version(scenario: Scenario, *, actor: Actor) -> Scenario:
 
 
 def needs_new_version(scenario: Scenario) -> bool:
-    return bool(scenario.pk) and scenario.sessions.exists()
+    """Edits to a scenario that was published (or has been run) become a new version."""
+    if not scenario.pk:
+        return False
+    stored = Scenario.objects.filter(pk=scenario.pk).values_list("published", flat=True).first()
+    return bool(stored) or scenario.sessions.exists()
 
 
 # --- sessions -------------------------------------------------------------------------

@@ -79,3 +79,24 @@ def test_downloads_are_attachments_that_are_not_sniffed(client, alice):
     assert response["Content-Disposition"].startswith("attachment")
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Content-Type"] == "application/octet-stream"
+
+
+def test_a_manager_uploads_several_files_at_once_in_the_admin(client, alice):
+    client.force_login(alice)
+    response = client.post(
+        reverse("admin:knowledge_document_upload"),
+        {
+            "files": [
+                SimpleUploadedFile("a.md", samples.WARRANTY_MARKDOWN.encode()),
+                SimpleUploadedFile("b.html", samples.RETURNS_POLICY_HTML.encode()),
+                SimpleUploadedFile("c.png", samples.PNG_BYTES),
+            ],
+            "collection": "Policies",
+        },
+        follow=True,
+    )
+    page = response.content.decode()
+    assert set(Document.objects.values_list("original_filename", flat=True)) == {"a.md", "b.html"}
+    assert set(Document.objects.values_list("collection", flat=True)) == {"Policies"}
+    assert "c.png: this is a png image." in page.lower()  # the admin capitalises messages
+    assert all(d.organization_id == alice.organization_id for d in Document.objects.all())

@@ -313,3 +313,34 @@ def test_learners_cannot_start_drafts_or_other_organizations_scenarios(bob, acme
     with pytest.raises(Http404):
         services.start_session(actor=bob, scenario_id=foreign.pk)
     assert not Message.objects.exists()
+
+
+def test_hosted_grading_validates_json_and_retries_once(bob, acme, hosted):
+    import json as jsonlib
+
+    scenario = make_scenario(acme)
+    session = services.start_session(actor=bob, scenario_id=scenario.pk)
+    hosted.script(Reply("We need to talk about your timeline first."))
+    say(bob, session, "What goals do you have this year?")
+    services.end_session(actor=bob, session_id=session.pk)
+    valid = {
+        "rubric": [
+            {"item": "Discovers the real concern", "score": 80,
+             "evidence": ["What goals do you have this year?", "an invented quote"],
+             "suggestion": "Ask about the cost of incidents too."},
+            {"item": "Agrees a next step", "score": 10, "evidence": [], "suggestion": "Book it."},
+        ],
+        "strengths": ["Open question early"],
+        "practise_next": ["Closing with a date"],
+    }  # fmt: skip
+    hosted.script(Reply("not json at all"), Reply(jsonlib.dumps(valid)))
+
+    evaluation = services.grade_session(session.pk)
+
+    assert evaluation.status == EvaluationStatus.READY
+    assert evaluation.model == "openai/gpt-4o-mini"
+    concern = evaluation.rubric_scores[0]
+    assert concern["evidence"] == ["What goals do you have this year?"]
+    assert evaluation.overall == round((80 * 2 + 10 * 1) / 3)
+    grading_calls = [r for r in hosted.requests if r.body.get("response_format")]
+    assert len(grading_calls) == 2  # the invalid answer was retried once
