@@ -94,8 +94,9 @@ def grade_extractively(rubric: list[RubricItem], learner_texts: list[str]) -> Gr
         ranked = sorted(
             ((len(wanted & keywords(s)), s) for s in learner_sentences), key=lambda pair: -pair[0]
         )
-        evidence = [s for overlap, s in ranked if overlap > 0][:2]
         best = ranked[0][0] if ranked else 0
+        # Only sentences nearly as relevant as the best one count as evidence.
+        evidence = [s for overlap, s in ranked if overlap > 0 and overlap >= best - 1][:2]
         score = min(95, 30 + 20 * best) if evidence else 15
         suggestion = (
             f"Keep doing this: {item.good_looks_like}"
