@@ -257,13 +257,16 @@ REST_FRAMEWORK = {
     ],
     "EXCEPTION_HANDLER": "accounts.api_errors.error_response_handler",
     "DEFAULT_THROTTLE_CLASSES": [
-        "rest_framework.throttling.AnonRateThrottle",
-        "rest_framework.throttling.UserRateThrottle",
+        "accounts.throttling.AnonRateThrottle",
+        "accounts.throttling.UserRateThrottle",
+        "accounts.throttling.ApiKeyRateThrottle",
     ],
     "DEFAULT_THROTTLE_RATES": {
         "anon": env("THROTTLE_ANON", default="60/min"),
         "user": env("THROTTLE_USER", default="600/min"),
+        "api_key": env("THROTTLE_API_KEY", default="1200/min"),
         "auth": env("THROTTLE_AUTH", default="20/min"),
+        "messages": env("THROTTLE_MESSAGES", default="30/min"),
     },
     "UNAUTHENTICATED_USER": "django.contrib.auth.models.AnonymousUser",
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
@@ -423,6 +426,9 @@ LLM_STAND_IN_TOKEN_DELAY_MS = env.int("LLM_STAND_IN_TOKEN_DELAY_MS", default=20)
 MESSAGE_MAX_CHARS = env.int("MESSAGE_MAX_CHARS", default=4000)
 MESSAGE_RATE_PER_MINUTE = env.int("MESSAGE_RATE_PER_MINUTE", default=20)
 TRAINING_PASSAGES = env.int("TRAINING_PASSAGES", default=4)
+# A message posted through the API without streaming waits this long for the whole reply
+# (then answers 202 with the reply still being written).
+API_REPLY_WAIT_SECONDS = env.float("API_REPLY_WAIT_SECONDS", default=60.0)
 
 # --- Logging: structured JSON, pretty in a terminal -----------------------------------
 

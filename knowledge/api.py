@@ -15,6 +15,7 @@ from rest_framework.views import APIView
 
 from accounts import access
 from accounts.api import IsManager
+from accounts.idempotency import IdempotencyGuard
 from knowledge import services
 from knowledge.extraction import UnsupportedDocument
 from knowledge.models import Document
@@ -77,6 +78,10 @@ class DocumentListCreateView(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        guard = IdempotencyGuard(request)
+        if stored := guard.begin():
+            return Response(stored.data, status=stored.status,
+                            headers={"Idempotent-Replayed": "true"})  # fmt: skip
         try:
             result = services.upload_document(
                 actor=request.user,
@@ -84,15 +89,20 @@ class DocumentListCreateView(APIView):
                 title=data.validated_data.get("title", ""),
                 collection=data.validated_data.get("collection", ""),
             )
-        except services.DocumentTooLarge as exc:
-            raise PayloadTooLarge(str(exc)) from exc
-        except UnsupportedDocument as exc:
-            raise UnsupportedMediaType(str(exc)) from exc
-        except DjangoPermissionDenied as exc:
-            raise PermissionDenied(str(exc)) from exc
+        except BaseException as exc:
+            guard.release()
+            if isinstance(exc, services.DocumentTooLarge):
+                raise PayloadTooLarge(str(exc)) from exc
+            if isinstance(exc, UnsupportedDocument):
+                raise UnsupportedMediaType(str(exc)) from exc
+            if isinstance(exc, DjangoPermissionDenied):
+                raise PermissionDenied(str(exc)) from exc
+            raise
         body = DocumentSerializer(result.document).data
         body["duplicate"] = not result.created
-        return Response(body, status=status.HTTP_202_ACCEPTED if result.created else 200)
+        code = status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
+        guard.save(code, body)
+        return Response(body, status=code)
 
 
 class DocumentDetailView(APIView):

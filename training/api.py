@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator
 
+from django.conf import settings
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -19,8 +20,11 @@ from rest_framework import renderers, serializers, status
 from rest_framework.exceptions import APIException
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from accounts.idempotency import IdempotencyGuard, Stored
+from accounts.throttling import PerCallerScopedRateThrottle
 from training import services, streaming
 from training.models import Evaluation, Message, MessageStatus, Scenario, TrainingSession
 
@@ -35,6 +39,10 @@ class TrainingRefused(APIException):
         codes = {400: "invalid", 403: "forbidden", 409: "conflict", 413: "too_long",
                  429: "rate_limited"}  # fmt: skip
         super().__init__(str(error), code=codes.get(error.status, "refused"))
+
+
+def replayed(stored: Stored) -> Response:
+    return Response(stored.data, status=stored.status, headers={"Idempotent-Replayed": "true"})
 
 
 class RubricItemSerializer(serializers.Serializer):
@@ -115,11 +123,20 @@ class SessionListCreateView(APIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        guard = IdempotencyGuard(request)
+        if stored := guard.begin():
+            return replayed(stored)
         try:
             session = services.start_session(actor=request.user, **data.validated_data)
         except services.TrainingError as exc:
+            guard.release()
             raise TrainingRefused(exc) from exc
-        return Response(SessionDetailSerializer(session).data, status=status.HTTP_201_CREATED)
+        except BaseException:
+            guard.release()
+            raise
+        body = SessionDetailSerializer(session).data
+        guard.save(status.HTTP_201_CREATED, body)
+        return Response(body, status=status.HTTP_201_CREATED)
 
 
 class SessionDetailView(APIView):
@@ -162,6 +179,8 @@ class EventStreamRenderer(renderers.BaseRenderer):
 
 class MessageCreateView(APIView):
     renderer_classes = [renderers.JSONRenderer, EventStreamRenderer]
+    throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, PerCallerScopedRateThrottle]
+    throttle_scope = "messages"
 
     @extend_schema_serializer(component_name="PostMessageRequest")
     class InputSerializer(serializers.Serializer):
@@ -186,15 +205,26 @@ class MessageCreateView(APIView):
         services.access_session(request.user, pk)  # a foreign session is 404 before all else
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
+        wants_stream = "text/event-stream" in request.headers.get("Accept", "")
+        guard = IdempotencyGuard(request)
+        if stored := guard.begin():
+            if wants_stream and isinstance(stored.data, dict) and "stream_reply_id" in stored.data:
+                return _event_stream(stored.data["stream_reply_id"])
+            return replayed(stored)
         try:
             posted = services.post_message(
                 actor=request.user, session_id=pk, text=data.validated_data["text"]
             )
         except services.TrainingError as exc:
+            guard.release()
             raise TrainingRefused(exc) from exc
-        if "text/event-stream" in request.headers.get("Accept", ""):
+        except BaseException:
+            guard.release()
+            raise
+        if wants_stream:
+            guard.save(status.HTTP_200_OK, {"stream_reply_id": posted.reply.pk})
             return _event_stream(posted.reply.pk)
-        for kind, _data in streaming.read(posted.reply.pk):
+        for kind, _data in streaming.read(posted.reply.pk, settings.API_REPLY_WAIT_SECONDS):
             if kind in ("done", "failed", "timeout"):
                 break
         posted.reply.refresh_from_db()
@@ -205,6 +235,7 @@ class MessageCreateView(APIView):
         code = status.HTTP_201_CREATED
         if posted.reply.status == MessageStatus.STREAMING:
             code = status.HTTP_202_ACCEPTED  # still being written; GET the session later
+        guard.save(code, body)
         return Response(body, status=code)
 
 

@@ -1,0 +1,100 @@
+"""`Idempotency-Key` for POSTs that create things: a retried request gets the first answer.
+
+The first request with a key runs and its successful answer is kept in Redis for 24 hours
+under (caller, path, key), with a fingerprint of the body. A retry with the same key and
+body gets the same status and body back (header `Idempotent-Replayed: true`) and creates
+nothing; the same key with a different body is a 422; a retry while the first is still
+running is a 409.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from typing import Any
+
+from django.core.cache import cache
+from rest_framework import status
+from rest_framework.exceptions import APIException, ValidationError
+from rest_framework.request import Request
+
+from accounts.api_keys import ApiKeyPrincipal
+
+KEEP_SECONDS = 24 * 60 * 60
+LOCK_SECONDS = 120
+
+
+class IdempotencyConflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "idempotency_in_progress"
+    default_detail = "A request with this Idempotency-Key is still being processed; retry shortly."
+
+
+class IdempotencyMismatch(APIException):
+    status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
+    default_code = "idempotency_key_reused"
+    default_detail = "This Idempotency-Key was used with a different request body."
+
+
+@dataclass
+class Stored:
+    status: int
+    data: Any
+
+
+class IdempotencyGuard:
+    """Use as: guard = IdempotencyGuard(request); if stored := guard.begin(): return it;
+    ... do the work ...; guard.save(status, data) (or guard.release() on failure)."""
+
+    def __init__(self, request: Request) -> None:
+        self.key = (request.headers.get("Idempotency-Key") or "").strip()
+        if len(self.key) > 200:
+            raise ValidationError({"Idempotency-Key": ["Use a key of at most 200 characters."]})
+        user = request.user
+        caller = f"key-{user.api_key.prefix}" if isinstance(user, ApiKeyPrincipal) else user.pk
+        digest = hashlib.sha256(self.key.encode()).hexdigest()
+        self.cache_key = f"idempotency:{caller}:{request.path}:{digest}"
+        self.fingerprint = hashlib.sha256(_body_bytes(request)).hexdigest()
+
+    @property
+    def active(self) -> bool:
+        return bool(self.key)
+
+    def begin(self) -> Stored | None:
+        """The stored answer of an earlier identical request, or None to go ahead."""
+        if not self.active:
+            return None
+        stored = cache.get(self.cache_key)
+        if stored is not None:
+            if stored["fingerprint"] != self.fingerprint:
+                raise IdempotencyMismatch()
+            return Stored(stored["status"], stored["data"])
+        if not cache.add(f"{self.cache_key}:lock", 1, LOCK_SECONDS):
+            raise IdempotencyConflict()
+        return None
+
+    def save(self, status_code: int, data: Any) -> None:
+        if not self.active:
+            return
+        if 200 <= status_code < 300:
+            cache.set(
+                self.cache_key,
+                {"status": status_code, "data": data, "fingerprint": self.fingerprint},
+                KEEP_SECONDS,
+            )
+        self.release()
+
+    def release(self) -> None:
+        if self.active:
+            cache.delete(f"{self.cache_key}:lock")
+
+
+def _body_bytes(request: Request) -> bytes:
+    parts = []
+    for key in sorted(request.data.keys()) if hasattr(request.data, "keys") else []:
+        value = request.data.get(key)
+        if hasattr(value, "read"):  # an uploaded file: its size and name stand in for it
+            parts.append(f"{key}=file:{getattr(value, 'name', '')}:{getattr(value, 'size', 0)}")
+        else:
+            parts.append(f"{key}={value!r}")
+    return "&".join(parts).encode()
