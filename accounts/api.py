@@ -9,6 +9,7 @@ from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -20,6 +21,7 @@ from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import access, services
 from accounts.models import API_KEY_ROLES, ApiKey, Team, User
+from accounts.pagination import PagePagination
 
 
 class IsManager(BasePermission):
@@ -155,18 +157,22 @@ class ApiKeyCreatedSerializer(ApiKeySerializer):
         read_only_fields = fields
 
 
-class ApiKeyListCreateView(APIView):
+class ApiKeyListCreateView(ListAPIView):
     permission_classes = [IsManager]
+    serializer_class = ApiKeySerializer
+    pagination_class = PagePagination
+
+    def get_queryset(self):  # noqa: ANN201 - a queryset
+        return access.scope(self.request.user, ApiKey.objects.all())
 
     @extend_schema_serializer(component_name="ApiKeyCreateRequest")
     class InputSerializer(serializers.Serializer):
         name = serializers.CharField(max_length=120)
         role = serializers.ChoiceField(choices=API_KEY_ROLES, default="manager")
 
-    @extend_schema(responses=ApiKeySerializer(many=True), operation_id="api_keys_list")
-    def get(self, request: Request) -> Response:
-        keys = access.scope(request.user, ApiKey.objects.all())
-        return Response(ApiKeySerializer(keys, many=True).data)
+    @extend_schema(operation_id="api_keys_list")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(request=InputSerializer, responses={201: ApiKeyCreatedSerializer},
                    summary="Create an API key (the key is shown once)")  # fmt: skip
@@ -222,11 +228,16 @@ class TeamSerializer(serializers.ModelSerializer):
         return [member.pk for member in team.members.all()]
 
 
-class TeamListView(APIView):
-    @extend_schema(responses=TeamSerializer(many=True), operation_id="teams_list")
-    def get(self, request: Request) -> Response:
-        teams = access.scope(request.user, Team.objects.prefetch_related("members"))
-        return Response(TeamSerializer(teams, many=True).data)
+class TeamListView(ListAPIView):
+    serializer_class = TeamSerializer
+    pagination_class = PagePagination
+
+    def get_queryset(self):  # noqa: ANN201 - a queryset
+        return access.scope(self.request.user, Team.objects.prefetch_related("members"))
+
+    @extend_schema(operation_id="teams_list")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
 
 class TeamDetailView(APIView):
@@ -236,13 +247,17 @@ class TeamDetailView(APIView):
         return Response(TeamSerializer(team).data)
 
 
-class UserListView(APIView):
+class UserListView(ListAPIView):
     permission_classes = [IsManager]
+    serializer_class = UserSerializer
+    pagination_class = PagePagination
 
-    @extend_schema(responses=UserSerializer(many=True), operation_id="users_list")
-    def get(self, request: Request) -> Response:
-        users = access.scope(request.user, User.objects.prefetch_related("teams"))
-        return Response(UserSerializer(users, many=True).data)
+    def get_queryset(self):  # noqa: ANN201 - a queryset
+        return access.scope(self.request.user, User.objects.prefetch_related("teams"))
+
+    @extend_schema(operation_id="users_list")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
 
 class UserDetailView(APIView):

@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -16,6 +17,7 @@ from rest_framework.views import APIView
 from accounts import access
 from accounts.api import IsManager
 from accounts.idempotency import IdempotencyGuard
+from accounts.pagination import PagePagination
 from knowledge import services
 from knowledge.extraction import UnsupportedDocument
 from knowledge.models import Document
@@ -53,11 +55,16 @@ class UploadedDocumentSerializer(DocumentSerializer):
         read_only_fields = fields
 
 
-class DocumentListCreateView(APIView):
+class DocumentListCreateView(ListAPIView):
     """List the organization's documents, or upload one (answers at once, 202 queued)."""
 
     permission_classes = [IsManager]
     parser_classes = [MultiPartParser]
+    serializer_class = DocumentSerializer
+    pagination_class = PagePagination
+
+    def get_queryset(self):  # noqa: ANN201 - a queryset
+        return access.scope(self.request.user, Document.objects.all())
 
     @extend_schema_serializer(component_name="DocumentUploadRequest")
     class InputSerializer(serializers.Serializer):
@@ -65,10 +72,9 @@ class DocumentListCreateView(APIView):
         title = serializers.CharField(max_length=300, required=False, allow_blank=True)
         collection = serializers.CharField(max_length=100, required=False, allow_blank=True)
 
-    @extend_schema(responses=DocumentSerializer(many=True), operation_id="documents_list")
-    def get(self, request: Request) -> Response:
-        documents = access.scope(request.user, Document.objects.all())
-        return Response(DocumentSerializer(documents, many=True).data)
+    @extend_schema(operation_id="documents_list")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(
         request=InputSerializer,

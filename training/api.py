@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import AsyncIterator
+from typing import Any
 
 from django.conf import settings
 from django.http import StreamingHttpResponse
@@ -18,12 +19,18 @@ from drf_spectacular.utils import (
 )
 from rest_framework import renderers, serializers, status
 from rest_framework.exceptions import APIException
+from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts.idempotency import IdempotencyGuard, Stored
+from accounts.pagination import (
+    NewestFirstCursorPagination,
+    OldestFirstCursorPagination,
+    PagePagination,
+)
 from accounts.throttling import PerCallerScopedRateThrottle
 from training import services, streaming
 from training.models import Evaluation, Message, MessageStatus, Scenario, TrainingSession
@@ -98,25 +105,34 @@ class EvaluationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class ScenarioListView(APIView):
-    @extend_schema(responses=ScenarioSerializer(many=True), summary="Scenarios you can start")
-    def get(self, request: Request) -> Response:
-        scenarios = services.scenarios_for(request.user).prefetch_related("rubric_items")
-        return Response(ScenarioSerializer(scenarios, many=True).data)
+class ScenarioListView(ListAPIView):
+    serializer_class = ScenarioSerializer
+    pagination_class = PagePagination
+
+    def get_queryset(self):  # noqa: ANN201 - a queryset
+        return services.scenarios_for(self.request.user).prefetch_related("rubric_items")
+
+    @extend_schema(summary="Scenarios you can start")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
 
-class SessionListCreateView(APIView):
+class SessionListCreateView(ListAPIView):
+    serializer_class = SessionSerializer
+    pagination_class = NewestFirstCursorPagination
+
+    def get_queryset(self):  # noqa: ANN201 - a queryset
+        return services.sessions_for(self.request.user).filter(learner_id=self.request.user.pk)
+
     @extend_schema_serializer(component_name="StartSessionRequest")
     class InputSerializer(serializers.Serializer):
         scenario_id = serializers.IntegerField()
         channel = serializers.ChoiceField(choices=["text", "voice"], default="text")
         preview = serializers.BooleanField(default=False)
 
-    @extend_schema(responses=SessionSerializer(many=True), summary="Your sessions",
-                   operation_id="sessions_list")  # fmt: skip
-    def get(self, request: Request) -> Response:
-        sessions = services.sessions_for(request.user).filter(learner_id=request.user.pk)
-        return Response(SessionSerializer(sessions[:200], many=True).data)
+    @extend_schema(summary="Your sessions", operation_id="sessions_list")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
     @extend_schema(request=InputSerializer, responses={201: SessionDetailSerializer},
                    summary="Start a session")  # fmt: skip
@@ -154,6 +170,21 @@ class SessionEndView(APIView):
         except services.TrainingError as exc:
             raise TrainingRefused(exc) from exc
         return Response(SessionSerializer(session).data)
+
+
+class MessageListView(ListAPIView):
+    """A session's messages, oldest first, by cursor (for long transcripts)."""
+
+    serializer_class = MessageSerializer
+    pagination_class = OldestFirstCursorPagination
+
+    def get_queryset(self):  # noqa: ANN201 - a queryset
+        session = services.access_session(self.request.user, self.kwargs["pk"])
+        return session.messages.all()
+
+    @extend_schema(summary="A session's messages", operation_id="session_messages_list")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
 
 
 class EvaluationView(APIView):

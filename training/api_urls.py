@@ -8,5 +8,8 @@ urlpatterns = [
     path("sessions/<int:pk>/", api.SessionDetailView.as_view(), name="api-session-detail"),
     path("sessions/<int:pk>/end/", api.SessionEndView.as_view(), name="api-session-end"),
     path("sessions/<int:pk>/messages/", api.MessageCreateView.as_view(), name="api-message-create"),
+    path(
+        "sessions/<int:pk>/messages/list/", api.MessageListView.as_view(), name="api-message-list"
+    ),
     path("sessions/<int:pk>/evaluation/", api.EvaluationView.as_view(), name="api-evaluation"),
 ]

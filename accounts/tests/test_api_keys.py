@@ -20,7 +20,7 @@ def test_a_manager_creates_a_key_that_is_shown_once_and_stored_hashed(api_as, al
     stored = ApiKey.objects.get(pk=body["id"])
     assert full_key not in (stored.key_hash, stored.prefix)
     assert stored.organization == alice.organization
-    listed = client.get("/api/v1/api-keys/").json()
+    listed = client.get("/api/v1/api-keys/").json()["results"]
     assert [key["prefix"] for key in listed] == [body["prefix"]]
     assert "key" not in listed[0]
 

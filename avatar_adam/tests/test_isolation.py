@@ -32,6 +32,7 @@ ID_URLS = {
     "api-session-end": TrainingSession,
     "api-message-create": TrainingSession,
     "api-evaluation": TrainingSession,
+    "api-message-list": TrainingSession,
 }
 # Page URLs (session sign-in) whose parameter is an object id, and the model it names.
 PAGE_ID_URLS = {

@@ -33,7 +33,7 @@ def worker():
 def test_a_learner_lists_scenarios_and_starts_a_session(api_as, bob, acme):
     scenario = make_scenario(acme)
     client = api_as(bob)
-    listed = client.get("/api/v1/scenarios/").json()
+    listed = client.get("/api/v1/scenarios/").json()["results"]
     assert [s["title"] for s in listed] == ["Renewal call"]
     assert listed[0]["rubric"][0]["name"] == "Discovers the real concern"
 
@@ -42,7 +42,11 @@ def test_a_learner_lists_scenarios_and_starts_a_session(api_as, bob, acme):
     body = started.json()
     assert body["status"] == "active"
     assert body["messages"][0]["text"] == "I'm not sure we're renewing. Convince me."
-    assert [s["id"] for s in client.get("/api/v1/sessions/").json()] == [body["id"]]
+    page = client.get("/api/v1/sessions/").json()
+    assert [s["id"] for s in page["results"]] == [body["id"]]
+    assert page["next"] is None
+    messages = client.get(f"/api/v1/sessions/{body['id']}/messages/list/").json()
+    assert [m["text"] for m in messages["results"]] == [body["messages"][0]["text"]]
 
 
 @pytest.mark.django_db(transaction=True)
