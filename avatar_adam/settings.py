@@ -281,6 +281,10 @@ SPECTACULAR_SETTINGS = {
     "REDOC_DIST": "SIDECAR",
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
     "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "accounts.schema.add_error_responses",
+    ],
     "ENUM_NAME_OVERRIDES": {
         "DocumentStatusEnum": "knowledge.models.DocumentStatus.choices",
         "SessionStatusEnum": "training.models.SessionStatus.choices",

@@ -51,3 +51,6 @@ urlpatterns = [
     path("", include("training.urls")),
     path("", include("accounts.urls")),
 ]
+
+handler404 = "avatar_adam.errors.not_found"
+handler500 = "avatar_adam.errors.server_error"

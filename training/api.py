@@ -213,6 +213,12 @@ class MessageCreateView(APIView):
     throttle_classes = [*api_settings.DEFAULT_THROTTLE_CLASSES, PerCallerScopedRateThrottle]
     throttle_scope = "messages"
 
+    def handle_exception(self, exc: Exception) -> Response:
+        # Errors always come back in our JSON error shape, even to a client asking for SSE.
+        self.request.accepted_renderer = renderers.JSONRenderer()
+        self.request.accepted_media_type = "application/json"
+        return super().handle_exception(exc)
+
     @extend_schema_serializer(component_name="PostMessageRequest")
     class InputSerializer(serializers.Serializer):
         text = serializers.CharField(trim_whitespace=False, allow_blank=True)

@@ -1,0 +1,21 @@
+"""Error pages: API paths get the one JSON error shape, pages get Django's templates."""
+
+from __future__ import annotations
+
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.views import defaults
+
+from accounts.api_errors import error_body
+
+
+def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        return JsonResponse(error_body("not_found", "Not found."), status=404)
+    return defaults.page_not_found(request, exception)
+
+
+def server_error(request: HttpRequest) -> HttpResponse:
+    if request.path.startswith("/api/"):
+        message = "Something went wrong on our side; it has been logged. Please try again."
+        return JsonResponse(error_body("server_error", message), status=500)
+    return defaults.server_error(request)
