@@ -15,12 +15,13 @@ from django.contrib.auth.admin import UserAdmin as DjangoUserAdmin
 from django.contrib.auth.forms import AdminUserCreationForm
 from django.contrib.auth.forms import UserChangeForm as DjangoUserChangeForm
 from django.contrib.auth.models import Group
+from django.db import transaction
 from django.db.models import ForeignKey, ManyToManyField, Model, QuerySet
 from django.forms import ModelChoiceField, ModelMultipleChoiceField
 from django.http import HttpRequest
 
 from accounts import access, services
-from accounts.models import ApiKey, Organization, Role, Team, User
+from accounts.models import ApiKey, AuditEvent, Organization, Role, Team, User
 
 admin.site.site_header = "AvatarAdam administration"
 admin.site.site_title = "AvatarAdam admin"
@@ -207,7 +208,14 @@ class UserAdmin(OrganizationScopedAdmin, DjangoUserAdmin):
             obj.organization_id = request.user.organization_id
             if obj.role == Role.ADMIN and not access.is_org_admin(request.user):
                 obj.role = previous.role if previous else Role.LEARNER
-        super(OrganizationScopedAdmin, self).save_model(request, obj, form, change)
+        with transaction.atomic():
+            super(OrganizationScopedAdmin, self).save_model(request, obj, form, change)
+            if previous is not None:
+                services.record_user_changes(
+                    actor=request.user,
+                    user=obj,
+                    before={"role": previous.role, "is_active": previous.is_active},
+                )
         if previous is not None:
             was_staff = previous.role in (Role.MANAGER, Role.ADMIN)
             services.on_user_access_changed(
@@ -255,3 +263,31 @@ class ApiKeyAdmin(OrganizationScopedAdmin):
         for api_key in queryset:
             services.revoke_api_key(actor=request.user, api_key_id=api_key.pk)
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
+
+
+@admin.register(AuditEvent)
+class AuditEventAdmin(OrganizationScopedAdmin):
+    """Read-only; organization admins see their organization's events, operators all."""
+
+    list_display = ["created_at", "actor_label", "action", "target_type", "target_id", "ip"]
+    list_filter = ["action"]
+    search_fields = ["actor_label", "target_id", "request_id"]
+    date_hierarchy = "created_at"
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        return [field.name for field in AuditEvent._meta.fields]
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return access.is_org_admin(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return access.is_org_admin(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False

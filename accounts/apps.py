@@ -6,11 +6,13 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and organizations"
 
     def ready(self) -> None:
-        from accounts import access, log_context, schema  # noqa: F401 - registers extensions
-        from accounts.models import ApiKey, Organization, Team, User
+        from accounts import access, log_context, schema, signals  # noqa: F401 - registers
+        from accounts.models import ApiKey, AuditEvent, Organization, Team, User
 
         access.register(Organization, organization="pk", learners="all")
         access.register(User, owner="pk")
         access.register(Team, owner="members")
         access.register(ApiKey, learners="none")
+        access.register(AuditEvent, learners="none")
         log_context.connect()
+        signals.connect()

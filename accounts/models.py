@@ -185,3 +185,51 @@ class ApiKey(models.Model):
     @staticmethod
     def hash_key(full_key: str) -> str:
         return _hash_api_key(full_key)
+
+
+class AuditAction(models.TextChoices):
+    LOGIN = "auth.login", "Signed in"
+    LOGIN_FAILED = "auth.login_failed", "Sign-in failed"
+    USER_ROLE_CHANGED = "user.role_changed", "Role changed"
+    USER_DEACTIVATED = "user.deactivated", "User deactivated"
+    APIKEY_CREATED = "apikey.created", "API key created"
+    APIKEY_REVOKED = "apikey.revoked", "API key revoked"
+    DOCUMENT_UPLOADED = "document.uploaded", "Document uploaded"
+    DOCUMENT_DELETED = "document.deleted", "Document deleted"
+    SCENARIO_PUBLISHED = "scenario.published", "Scenario published"
+    ASSIGNMENT_CREATED = "assignment.created", "Assignment created"
+    RETENTION_RAN = "audit.retention_ran", "Old audit events removed"
+
+
+class AuditEvent(models.Model):
+    """Who did what, when, from where. Append-only: a database trigger refuses UPDATE and
+    DELETE except for the retention job."""
+
+    organization = models.ForeignKey(
+        Organization, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+        db_constraint=False,
+    )  # fmt: skip
+    actor_user = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+        db_constraint=False,
+    )  # fmt: skip
+    actor_api_key = models.ForeignKey(
+        ApiKey, null=True, blank=True, on_delete=models.DO_NOTHING, related_name="+",
+        db_constraint=False,
+    )  # fmt: skip
+    actor_label = models.CharField(max_length=254, blank=True)
+    action = models.CharField(max_length=40, choices=AuditAction.choices)
+    target_type = models.CharField(max_length=60, blank=True)
+    target_id = models.CharField(max_length=64, blank=True)
+    changes = models.JSONField(default=dict, blank=True)
+    ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    request_id = models.CharField(max_length=64, blank=True)
+    created_at = models.DateTimeField(default=timezone.now, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["organization", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action}"

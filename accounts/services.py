@@ -9,9 +9,9 @@ from django.db import transaction
 from django.utils import timezone
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
-from accounts import access
+from accounts import access, audit
 from accounts.access import Actor
-from accounts.models import ApiKey, Organization, Role, User
+from accounts.models import ApiKey, AuditAction, Organization, Role, User
 
 
 @dataclass(frozen=True)
@@ -43,6 +43,12 @@ def create_api_key(*, actor: Actor, name: str, role: str = Role.MANAGER) -> Crea
         role=role,
         created_by=actor if isinstance(actor, User) else None,
     )
+    audit.record(
+        AuditAction.APIKEY_CREATED,
+        actor=actor,
+        target=api_key,
+        changes={"name": api_key.name, "role": api_key.role, "prefix": api_key.prefix},
+    )
     return CreatedApiKey(api_key=api_key, full_key=full_key)
 
 
@@ -55,6 +61,8 @@ def revoke_api_key(*, actor: Actor, api_key_id: int) -> ApiKey:
     if api_key.revoked_at is None:
         api_key.revoked_at = timezone.now()
         api_key.save(update_fields=["revoked_at"])
+        audit.record(AuditAction.APIKEY_REVOKED, actor=actor, target=api_key,
+                     changes={"prefix": api_key.prefix})  # fmt: skip
     return api_key
 
 
@@ -73,6 +81,23 @@ def revoke_refresh_tokens(user: User) -> int:
 @transaction.atomic
 def create_organization(*, name: str, slug: str) -> Organization:
     return Organization.objects.create(name=name, slug=slug)
+
+
+def record_user_changes(*, actor: Actor, user: User, before: dict[str, object]) -> None:
+    """Audit a person's role or active flag changing (in the caller's transaction)."""
+    after = {"role": user.role, "is_active": user.is_active}
+    changes = audit.diff(before, after)
+    if "role" in changes:
+        audit.record(
+            AuditAction.USER_ROLE_CHANGED,
+            actor=actor,
+            target=user,
+            organization_id=user.organization_id,
+            changes={"role": changes["role"]},
+        )
+    if changes.get("is_active") == [True, False]:
+        audit.record(AuditAction.USER_DEACTIVATED, actor=actor, target=user,
+                     organization_id=user.organization_id)  # fmt: skip
 
 
 def on_user_access_changed(user: User, *, deactivated: bool, demoted: bool) -> None:

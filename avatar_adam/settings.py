@@ -211,6 +211,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 120.0,
     },
     "end-expired-sessions": {"task": "training.end_expired_sessions", "schedule": 60.0},
+    "purge-audit-events": {"task": "accounts.purge_audit_events", "schedule": 24 * 3600.0},
 }
 
 # --- Auth -----------------------------------------------------------------------------
@@ -226,6 +227,7 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
     {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
 ]
+AUDIT_RETENTION_DAYS = env.int("AUDIT_RETENTION_DAYS", default=400)
 LOGIN_URL = "login"
 LOGIN_REDIRECT_URL = "home"
 LOGOUT_REDIRECT_URL = "login"

@@ -29,7 +29,7 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts import access
+from accounts import access, audit
 from accounts.access import Actor
 from knowledge.chunking import HEADING_SEPARATOR, chunk_blocks
 from knowledge.embeddings import Embedder, EmbeddingError, get_embedder
@@ -160,6 +160,12 @@ def upload_document(
         )
         document.file.save(filename, uploaded_file, save=False)
         document.save()
+        audit.record(
+            "document.uploaded",
+            actor=actor,
+            target=document,
+            changes={"title": document.title, "filename": filename, "sha256": sha256},
+        )
         _queue_ingestion(document)
     return UploadResult(document, created=True)
 
@@ -193,6 +199,8 @@ def delete_document(*, actor: Actor, document_id: int) -> None:
         organization_id = document.organization_id
         file_name = document.file.name
         storage = document.file.storage
+        audit.record("document.deleted", actor=actor, target=document,
+                     changes={"title": document.title})  # fmt: skip
         document.delete()
         transaction.on_commit(lambda: bump_knowledge_version(organization_id))
         transaction.on_commit(lambda: storage.delete(file_name))

@@ -6,9 +6,11 @@ from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.db import transaction
 from django.http import HttpRequest, HttpResponseRedirect
 from django.urls import reverse
 
+from accounts import audit
 from accounts.admin import OrganizationScopedAdmin
 from training import services
 from training.models import Assignment, RubricItem, Scenario, TrainingSession
@@ -62,7 +64,12 @@ class ScenarioAdmin(OrganizationScopedAdmin):
             return
         if not change:
             obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        was_published = bool(change and Scenario.objects.filter(pk=obj.pk, published=True).exists())
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            if obj.published and not was_published:
+                audit.record("scenario.published", actor=request.user, target=obj,
+                             changes={"title": obj.title, "version": obj.version})  # fmt: skip
 
     def save_related(
         self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool
@@ -93,9 +100,18 @@ class AssignmentAdmin(OrganizationScopedAdmin):
     def save_model(
         self, request: HttpRequest, obj: Assignment, form: forms.ModelForm, change: bool
     ) -> None:
-        if not change:
-            obj.created_by = request.user
-        super().save_model(request, obj, form, change)
+        with transaction.atomic():
+            if not change:
+                obj.created_by = request.user
+            super().save_model(request, obj, form, change)
+            if not change:
+                assignee = {"team": str(obj.team or ""), "learner": str(obj.learner or "")}
+                audit.record(
+                    "assignment.created",
+                    actor=request.user,
+                    target=obj,
+                    changes={"scenario": obj.scenario.title, **assignee},
+                )
 
 
 @admin.register(TrainingSession)

@@ -8,8 +8,8 @@ import pytest
 from django.apps import apps
 from django.urls import reverse
 
-from accounts import access
-from accounts.models import ApiKey, Organization, Team, User
+from accounts import access, audit
+from accounts.models import ApiKey, AuditEvent, Organization, Team, User
 from accounts.tests.factories import TeamFactory, UserFactory, make_api_key
 from avatar_adam.tests.url_walk import walk
 from knowledge import services
@@ -74,6 +74,9 @@ def foreign_object(model, globex):
         TrainingSession: lambda: globex_session(globex),
         Message: lambda: globex_session(globex).messages.first(),
         Evaluation: lambda: Evaluation.objects.create(session=globex_session(globex)),
+        AuditEvent: lambda: audit.record(
+            "apikey.created", actor=UserFactory(organization=globex, role="admin")
+        ),
     }
     if model not in makers:
         pytest.fail(f"No Globex object maker for {model.__name__}: add one to foreign_object().")

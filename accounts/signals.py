@@ -1,0 +1,32 @@
+"""Sign-ins and failed sign-ins go to the audit log."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.contrib.auth.signals import user_logged_in, user_login_failed
+
+from accounts import audit
+from accounts.models import AuditAction, User
+
+
+def _logged_in(sender: Any, request: Any, user: User, **kwargs: Any) -> None:
+    audit.record(AuditAction.LOGIN, actor=user, target=user)
+
+
+def _login_failed(
+    sender: Any, credentials: dict[str, Any], request: Any = None, **kwargs: Any
+) -> None:
+    email = str(credentials.get("email") or credentials.get("username") or "")[:254].lower()
+    known = User.objects.filter(email__iexact=email).only("pk", "organization_id").first()
+    audit.record(
+        AuditAction.LOGIN_FAILED,
+        organization_id=known.organization_id if known else None,
+        actor_label=email or "unknown",
+        changes={"email": email},
+    )
+
+
+def connect() -> None:
+    user_logged_in.connect(_logged_in, dispatch_uid="aa-audit-login")
+    user_login_failed.connect(_login_failed, dispatch_uid="aa-audit-login-failed")

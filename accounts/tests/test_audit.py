@@ -1,0 +1,106 @@
+"""The audit log: written with the change it records, append-only in the database."""
+
+from datetime import timedelta
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.urls import reverse
+from django.utils import timezone
+
+from accounts import services
+from accounts.models import AuditEvent
+from accounts.tasks import purge_audit_events
+from accounts.tests.factories import make_api_key
+
+pytestmark = pytest.mark.django_db
+
+
+def test_creating_an_api_key_records_who_did_it_and_no_secret(alice):
+    created = services.create_api_key(actor=alice, name="CRM sync")
+    event = AuditEvent.objects.get(action="apikey.created")
+    assert event.actor_user == alice
+    assert event.organization_id == alice.organization_id
+    assert event.target_id == str(created.api_key.pk)
+    assert event.changes["name"] == "CRM sync"
+    assert created.full_key not in str(event.changes)
+
+
+def test_a_change_that_rolls_back_leaves_no_event(alice):
+    with pytest.raises(RuntimeError), transaction.atomic():
+        services.create_api_key(actor=alice, name="doomed")
+        raise RuntimeError("something later failed")
+    assert not AuditEvent.objects.filter(action="apikey.created").exists()
+
+
+def test_events_cannot_be_changed_or_deleted_through_the_orm_or_sql(alice):
+    services.create_api_key(actor=alice, name="CRM sync")
+    event = AuditEvent.objects.get()
+    for attempt in (
+        lambda: AuditEvent.objects.filter(pk=event.pk).update(action="auth.login"),
+        lambda: AuditEvent.objects.filter(pk=event.pk).delete(),
+        lambda: connection.cursor().execute(
+            "UPDATE accounts_auditevent SET actor_label = 'nobody' WHERE id = %s", [event.pk]
+        ),
+        lambda: connection.cursor().execute("DELETE FROM accounts_auditevent"),
+    ):
+        with pytest.raises(DatabaseError, match="append-only"), transaction.atomic():
+            attempt()
+    event.refresh_from_db()
+    assert event.action == "apikey.created"
+
+
+def test_the_retention_job_removes_old_events_and_records_that_it_ran(alice, settings):
+    services.create_api_key(actor=alice, name="old")
+    services.create_api_key(actor=alice, name="new")
+    old = AuditEvent.objects.filter(changes__name="old")
+    with connection.cursor() as cursor:  # age one event (the trigger allows this only here)
+        cursor.execute(
+            "ALTER TABLE accounts_auditevent DISABLE TRIGGER accounts_auditevent_append_only"
+        )
+        old.update(created_at=timezone.now() - timedelta(days=500))
+        cursor.execute(
+            "ALTER TABLE accounts_auditevent ENABLE TRIGGER accounts_auditevent_append_only"
+        )
+
+    assert purge_audit_events() == 1
+
+    assert not old.exists()
+    assert AuditEvent.objects.filter(changes__name="new").exists()
+    ran = AuditEvent.objects.get(action="audit.retention_ran")
+    assert ran.changes == {"deleted": 1, "older_than_days": 400}
+
+
+def test_sign_ins_and_failures_are_recorded(client, bob, password):
+    client.post(reverse("login"), {"username": bob.email, "password": "wrong"})
+    client.post(reverse("login"), {"username": bob.email, "password": password})
+    actions = list(AuditEvent.objects.order_by("id").values_list("action", flat=True))
+    assert actions == ["auth.login_failed", "auth.login"]
+    failed = AuditEvent.objects.get(action="auth.login_failed")
+    assert failed.organization_id == bob.organization_id
+    assert "wrong" not in str(failed.changes)
+
+
+def test_role_changes_and_deactivation_in_the_admin_are_recorded(client, carol, bob):
+    client.force_login(carol)
+    data = {
+        "email": bob.email, "full_name": bob.full_name, "role": "manager", "is_active": "",
+        "date_joined_0": bob.date_joined.strftime("%Y-%m-%d"),
+        "date_joined_1": bob.date_joined.strftime("%H:%M:%S"),
+    }  # fmt: skip
+    client.post(reverse("admin:accounts_user_change", args=[bob.pk]), data)
+    role = AuditEvent.objects.get(action="user.role_changed")
+    assert role.changes == {"role": ["learner", "manager"]}
+    assert role.actor_user == carol
+    assert AuditEvent.objects.filter(action="user.deactivated", target_id=str(bob.pk)).exists()
+
+
+def test_only_org_admins_see_their_organizations_events(client, carol, alice, mallory, globex):
+    services.create_api_key(actor=alice, name="acme key")
+    make_api_key(globex)
+    services.create_api_key(actor=mallory, name="globex key")
+    client.force_login(carol)
+    page = client.get(reverse("admin:accounts_auditevent_changelist")).content.decode()
+    assert "alice@acme.test" in page
+    assert "mallory@globex.test" not in page
+    client.force_login(alice)  # a manager
+    assert client.get(reverse("admin:accounts_auditevent_changelist")).status_code == 403
