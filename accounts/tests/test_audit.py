@@ -26,9 +26,13 @@ def test_creating_an_api_key_records_who_did_it_and_no_secret(alice):
 
 
 def test_a_change_that_rolls_back_leaves_no_event(alice):
-    with pytest.raises(RuntimeError), transaction.atomic():
-        services.create_api_key(actor=alice, name="doomed")
-        raise RuntimeError("something later failed")
+    def create_then_fail():
+        with transaction.atomic():
+            services.create_api_key(actor=alice, name="doomed")
+            raise RuntimeError("something later failed")
+
+    with pytest.raises(RuntimeError):
+        create_then_fail()
     assert not AuditEvent.objects.filter(action="apikey.created").exists()
 
 
