@@ -4,6 +4,7 @@ alice  - manager of Acme        bob   - learner at Acme       carol - admin of A
 mallory - manager of Globex (the other organization)          oscar - platform operator
 """
 
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -132,21 +133,29 @@ def _chromium():
         browser.close()
 
 
-@pytest.fixture
-def page(_chromium, live_server, request):
-    """A fresh Chromium tab against the live server; a screenshot is kept after the test."""
-    context = _chromium.new_context(
-        base_url=live_server.url, viewport={"width": 1280, "height": 860}
-    )
+@contextmanager
+def _browser_tab(browser, base_url, request, height=860):
+    """A fresh tab that collects console errors and failed responses (`tab.console_errors`)
+    and leaves a full-page screenshot named after the test."""
+    context = browser.new_context(base_url=base_url, viewport={"width": 1280, "height": height})
     tab = context.new_page()
     errors = []
     tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
     tab.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
     tab.console_errors = errors
-    yield tab
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
+    try:
+        yield tab
+    finally:
+        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+        tab.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
+        context.close()
+
+
+@pytest.fixture
+def page(_chromium, live_server, request):
+    """A Chromium tab against Django's live test server."""
+    with _browser_tab(_chromium, live_server.url, request) as tab:
+        yield tab
 
 
 @pytest.fixture
@@ -209,13 +218,5 @@ def live_stack(transactional_db):
 @pytest.fixture
 def stack_page(_chromium, live_stack, request):
     """A Chromium tab against the live Daphne + Celery stack."""
-    context = _chromium.new_context(base_url=live_stack, viewport={"width": 1280, "height": 900})
-    tab = context.new_page()
-    errors = []
-    tab.on("console", lambda message: message.type == "error" and errors.append(message.text))
-    tab.on("response", lambda r: r.status >= 400 and errors.append(f"{r.status} {r.url}"))
-    tab.console_errors = errors
-    yield tab
-    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-    tab.screenshot(path=str(SCREENSHOTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
+    with _browser_tab(_chromium, live_stack, request, height=900) as tab:
+        yield tab

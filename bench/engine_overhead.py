@@ -19,18 +19,12 @@ import subprocess
 import sys
 import threading
 import time
-from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(BASE_DIR))
-os.environ.setdefault("AVATAR_ADAM_VAR_DIR", str(BASE_DIR / "var" / "bench"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatar_adam.settings")
-os.environ.setdefault("DEBUG", "true")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+from bench_setup import BASE_DIR
+
 os.environ["LLM_PROVIDER"] = "offline"
 os.environ["LLM_STAND_IN_TOKEN_DELAY_MS"] = "0"
 os.environ["MESSAGE_RATE_PER_MINUTE"] = "100000"
-os.environ.setdefault("ALLOWED_HOSTS", "localhost,testserver")
 
 
 def pct(values: list[float], fraction: float) -> float:

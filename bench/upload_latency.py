@@ -13,18 +13,11 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import sys
 import time
-from pathlib import Path
 
-BASE_DIR = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(BASE_DIR))
-os.environ.setdefault("AVATAR_ADAM_VAR_DIR", str(BASE_DIR / "var" / "bench"))
-os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatar_adam.settings")
-os.environ.setdefault("DEBUG", "true")
-os.environ.setdefault("LOG_LEVEL", "WARNING")
+import bench_setup  # noqa: F401 - puts the project on the path, sets the environment
+
 os.environ.setdefault("THROTTLE_USER", "100000/min")
-os.environ.setdefault("ALLOWED_HOSTS", "localhost,testserver")
 
 
 def main() -> None:
