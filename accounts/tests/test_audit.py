@@ -108,3 +108,35 @@ def test_only_org_admins_see_their_organizations_events(client, carol, alice, ma
     assert "mallory@globex.test" not in page
     client.force_login(alice)  # a manager
     assert client.get(reverse("admin:accounts_auditevent_changelist")).status_code == 403
+
+
+def test_the_audit_page_filters_and_exports_only_the_organizations_events(
+    client, carol, alice, mallory
+):
+    services.create_api_key(actor=alice, name="acme key")
+    services.revoke_api_key(actor=alice, api_key_id=services.create_api_key(
+        actor=alice, name="short-lived").api_key.pk)  # fmt: skip
+    services.create_api_key(actor=mallory, name="=HYPERLINK(evil)")
+    client.force_login(carol)
+
+    page = client.get(reverse("audit-log"), {"action": "apikey.revoked"}).content.decode()
+    assert "API key revoked" in page
+    assert "acme key" not in page
+
+    forged = client.get(
+        reverse("audit-log"), {"organization": mallory.organization_id, "actor": "mallory"}
+    ).content.decode()
+    assert "mallory@globex.test" not in forged  # another organization's id changes nothing
+
+    export = client.get(reverse("audit-log-csv"), {"actor": "alice"})
+    assert export["Content-Disposition"].startswith("attachment")
+    rows = export.content.decode().splitlines()
+    assert rows[0].startswith("time,actor,action")
+    assert len(rows) == 1 + 3  # two keys created, one revoked
+    assert "HYPERLINK" not in export.content.decode()
+
+
+def test_managers_cannot_read_the_audit_log(client, alice):
+    client.force_login(alice)
+    assert client.get(reverse("audit-log")).status_code == 403
+    assert client.get(reverse("audit-log-csv")).status_code == 403
