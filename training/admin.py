@@ -43,7 +43,7 @@ class ScenarioAdmin(OrganizationScopedAdmin):
         )}),
         ("Learning", {"fields": ("learner_objectives", "time_limit_minutes")}),
         ("Knowledge (training mode)", {"fields": ("knowledge_collections", "knowledge_documents")}),
-        ("Voice and avatar", {"fields": ("voice", "avatar")}),
+        ("Voice, avatar and model", {"fields": ("voice", "avatar", "llm_model")}),
     )  # fmt: skip
     actions = ["preview"]
 

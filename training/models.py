@@ -68,6 +68,11 @@ class Scenario(models.Model):
     knowledge_documents = models.ManyToManyField(Document, blank=True, related_name="+")
     voice = models.CharField(max_length=100, blank=True)
     avatar = models.CharField(max_length=100, blank=True)
+    llm_model = models.CharField(
+        max_length=120, blank=True,
+        help_text="Chat model for this scenario (e.g. anthropic/claude-3.5-sonnet on "
+        "OpenRouter); empty: the default LLM_MODEL.",
+    )  # fmt: skip
     time_limit_minutes = models.PositiveIntegerField(
         default=15, validators=[MinValueValidator(1), MaxValueValidator(240)]
     )

@@ -344,3 +344,11 @@ def test_hosted_grading_validates_json_and_retries_once(bob, acme, hosted):
     assert evaluation.overall == round((80 * 2 + 10 * 1) / 3)
     grading_calls = [r for r in hosted.requests if r.body.get("response_format")]
     assert len(grading_calls) == 2  # the invalid answer was retried once
+
+
+def test_a_scenario_can_name_its_own_model(bob, acme, hosted):
+    scenario = make_scenario(acme, llm_model="anthropic/claude-3.5-sonnet")
+    session = services.start_session(actor=bob, scenario_id=scenario.pk)
+    reply = say(bob, session, "Hello")
+    assert reply.model == "anthropic/claude-3.5-sonnet"
+    assert hosted.requests[-1].body["model"] == "anthropic/claude-3.5-sonnet"
