@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 from django.conf import settings
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import StreamingHttpResponse
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -18,13 +19,14 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import renderers, serializers, status
-from rest_framework.exceptions import APIException
+from rest_framework.exceptions import APIException, PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
+from accounts import access
 from accounts.idempotency import IdempotencyGuard, Stored
 from accounts.pagination import (
     NewestFirstCursorPagination,
@@ -105,6 +107,21 @@ class EvaluationSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class RubricItemInputSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=120)
+    good_looks_like = serializers.CharField()
+    weight = serializers.IntegerField(min_value=1, max_value=10, default=1)
+
+
+@extend_schema_serializer(component_name="ScenarioWriteRequest")
+class ScenarioWriteSerializer(serializers.ModelSerializer):
+    rubric = RubricItemInputSerializer(many=True, required=False)
+
+    class Meta:
+        model = Scenario
+        fields = [*services.SCENARIO_FIELDS, "rubric"]
+
+
 class ScenarioListView(ListAPIView):
     serializer_class = ScenarioSerializer
     pagination_class = PagePagination
@@ -112,9 +129,49 @@ class ScenarioListView(ListAPIView):
     def get_queryset(self):  # noqa: ANN201 - a queryset
         return services.scenarios_for(self.request.user).prefetch_related("rubric_items")
 
-    @extend_schema(summary="Scenarios you can start")
+    @extend_schema(summary="Scenarios you can start (managers also see drafts)")
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
+
+    @extend_schema(request=ScenarioWriteSerializer, responses={201: ScenarioSerializer},
+                   summary="Author a scenario (managers)")  # fmt: skip
+    def post(self, request: Request) -> Response:
+        if not access.is_manager(request.user):
+            raise PermissionDenied("Only managers can author scenarios.")
+        data = ScenarioWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        rubric = values.pop("rubric", [])
+        try:
+            scenario = services.create_scenario(actor=request.user, data=values, rubric=rubric)
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        return Response(ScenarioSerializer(scenario).data, status=status.HTTP_201_CREATED)
+
+
+class ScenarioDetailView(APIView):
+    @extend_schema(responses=ScenarioSerializer, summary="A scenario")
+    def get(self, request: Request, pk: int) -> Response:
+        scenario = access.access_or_404(request.user, services.scenarios_for(request.user), pk=pk)
+        return Response(ScenarioSerializer(scenario).data)
+
+    @extend_schema(
+        request=ScenarioWriteSerializer,
+        responses=ScenarioSerializer,
+        summary="Edit a scenario (a published or used one becomes a new version)",
+    )
+    def patch(self, request: Request, pk: int) -> Response:
+        if not access.is_manager(request.user):
+            raise PermissionDenied("Only managers can edit scenarios.")
+        access.access_or_404(request.user, Scenario.objects.current(), pk=pk)
+        data = ScenarioWriteSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        rubric = values.pop("rubric", None)
+        scenario = services.update_scenario(
+            actor=request.user, scenario_id=pk, data=values, rubric=rubric
+        )
+        return Response(ScenarioSerializer(scenario).data)
 
 
 class SessionListCreateView(ListAPIView):

@@ -13,7 +13,7 @@ from django.db import transaction
 from django.db.models import Q
 from django.utils import timezone
 
-from accounts import access
+from accounts import access, audit
 from accounts.access import Actor
 from training import streaming
 from training.engine import build_prompt
@@ -346,3 +346,73 @@ def sessions_for(actor: Actor):  # noqa: ANN201 - a queryset
     return access.scope(actor, TrainingSession.objects.select_related("scenario")).filter(
         ~Q(is_preview=True) | Q(learner_id=actor.pk)
     )
+
+
+SCENARIO_FIELDS = (
+    "title", "summary", "mode", "difficulty", "persona_name", "persona_role",
+    "persona_personality", "persona_background", "persona_hidden_motivations",
+    "persona_objections", "persona_opening_line", "learner_objectives",
+    "knowledge_collections", "voice", "avatar", "llm_model", "time_limit_minutes", "published",
+)  # fmt: skip
+
+
+def _replace_rubric(scenario: Scenario, rubric: list[dict[str, object]]) -> None:
+    from training.models import RubricItem
+
+    scenario.rubric_items.all().delete()
+    for position, item in enumerate(rubric):
+        RubricItem.objects.create(
+            scenario=scenario,
+            name=item["name"],
+            good_looks_like=item["good_looks_like"],
+            weight=item.get("weight", 1),
+            position=position,
+        )
+
+
+@transaction.atomic
+def create_scenario(
+    *, actor: Actor, data: dict[str, object], rubric: list[dict[str, object]]
+) -> Scenario:
+    """A new scenario of the actor's organization (managers only)."""
+    if not access.is_manager(actor) or not actor.organization_id:
+        raise PermissionDenied("Only managers of an organization can author scenarios.")
+    scenario = Scenario.objects.create(
+        organization_id=actor.organization_id,
+        created_by=actor if getattr(actor, "pk", None) else None,
+        **{key: value for key, value in data.items() if key in SCENARIO_FIELDS},
+    )
+    _replace_rubric(scenario, rubric)
+    if scenario.published:
+        audit.record("scenario.published", actor=actor, target=scenario,
+                     changes={"title": scenario.title, "version": scenario.version})  # fmt: skip
+    return scenario
+
+
+@transaction.atomic
+def update_scenario(
+    *,
+    actor: Actor,
+    scenario_id: int,
+    data: dict[str, object],
+    rubric: list[dict[str, object]] | None,
+) -> Scenario:
+    """Edit a scenario; a published or already-used one becomes version n+1."""
+    if not access.is_manager(actor):
+        raise PermissionDenied("Only managers can edit scenarios.")
+    scenario = access.access_or_404(actor, Scenario.objects.current(), pk=scenario_id)
+    was_published = scenario.published
+    version_up = needs_new_version(scenario)
+    for key, value in data.items():
+        if key in SCENARIO_FIELDS:
+            setattr(scenario, key, value)
+    if version_up:
+        scenario = save_new_version(scenario, actor=actor)
+    else:
+        scenario.save()
+    if rubric is not None:
+        _replace_rubric(scenario, rubric)
+    if scenario.published and not was_published:
+        audit.record("scenario.published", actor=actor, target=scenario,
+                     changes={"title": scenario.title, "version": scenario.version})  # fmt: skip
+    return scenario

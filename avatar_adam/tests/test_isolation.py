@@ -33,6 +33,7 @@ ID_URLS = {
     "api-message-create": TrainingSession,
     "api-evaluation": TrainingSession,
     "api-message-list": TrainingSession,
+    "api-scenario-detail": Scenario,
 }
 # Page URLs (session sign-in) whose parameter is an object id, and the model it names.
 PAGE_ID_URLS = {

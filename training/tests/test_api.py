@@ -118,3 +118,46 @@ def test_the_debrief_is_pending_then_ready(api_as, bob, acme):
     ready = client.get(f"/api/v1/sessions/{session['id']}/evaluation/").json()
     assert ready["status"] == "ready"
     assert 0 <= ready["overall"] <= 100
+
+
+RENEWAL = {
+    "title": "Pricing pushback",
+    "summary": "A buyer wants a discount.",
+    "mode": "roleplay",
+    "difficulty": 4,
+    "persona_name": "Lee",
+    "persona_opening_line": "Your price is too high.",
+    "persona_objections": "We can get it cheaper.",
+    "published": True,
+    "rubric": [
+        {"name": "Defends value", "good_looks_like": "Ties price to outcomes.", "weight": 2}
+    ],
+}
+
+
+@pytest.mark.django_db
+def test_a_manager_authors_and_edits_scenarios_through_the_api(api_as, alice, bob):
+    manager = api_as(alice)
+    created = manager.post("/api/v1/scenarios/", RENEWAL, format="json")
+    assert created.status_code == 201
+    scenario = created.json()
+    assert scenario["rubric"][0]["name"] == "Defends value"
+    assert scenario["version"] == 1
+
+    edited = manager.patch(
+        f"/api/v1/scenarios/{scenario['id']}/", {"difficulty": 5}, format="json"
+    )
+    assert edited.status_code == 200
+    assert edited.json()["version"] == 2  # it was published
+    assert edited.json()["difficulty"] == 5
+    assert edited.json()["rubric"] == scenario["rubric"]
+    learner_view = api_as(bob).get("/api/v1/scenarios/").json()["results"]
+    assert [(s["title"], s["version"]) for s in learner_view] == [("Pricing pushback", 2)]
+
+
+@pytest.mark.django_db
+def test_learners_cannot_author_and_bad_scenarios_are_400(api_as, alice, bob):
+    assert api_as(bob).post("/api/v1/scenarios/", RENEWAL, format="json").status_code == 403
+    bad = api_as(alice).post("/api/v1/scenarios/", {**RENEWAL, "difficulty": 9}, format="json")
+    assert bad.status_code == 400
+    assert "difficulty" in bad.json()["error"]["fields"]
