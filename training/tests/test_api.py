@@ -144,9 +144,7 @@ def test_a_manager_authors_and_edits_scenarios_through_the_api(api_as, alice, bo
     assert scenario["rubric"][0]["name"] == "Defends value"
     assert scenario["version"] == 1
 
-    edited = manager.patch(
-        f"/api/v1/scenarios/{scenario['id']}/", {"difficulty": 5}, format="json"
-    )
+    edited = manager.patch(f"/api/v1/scenarios/{scenario['id']}/", {"difficulty": 5}, format="json")
     assert edited.status_code == 200
     assert edited.json()["version"] == 2  # it was published
     assert edited.json()["difficulty"] == 5
