@@ -35,7 +35,14 @@ from accounts.pagination import (
 )
 from accounts.throttling import PerCallerScopedRateThrottle
 from training import services, streaming
-from training.models import Evaluation, Message, MessageStatus, Scenario, TrainingSession
+from training.models import (
+    Assignment,
+    Evaluation,
+    Message,
+    MessageStatus,
+    Scenario,
+    TrainingSession,
+)
 
 
 class TrainingRefused(APIException):
@@ -172,6 +179,54 @@ class ScenarioDetailView(APIView):
             actor=request.user, scenario_id=pk, data=values, rubric=rubric
         )
         return Response(ScenarioSerializer(scenario).data)
+
+
+class AssignmentSerializer(serializers.ModelSerializer):
+    scenario_title = serializers.CharField(source="scenario.title", read_only=True)
+
+    class Meta:
+        model = Assignment
+        fields = ["id", "scenario", "scenario_title", "team", "learner", "due_at",
+                  "attempts_required", "passing_score", "created_at"]  # fmt: skip
+        read_only_fields = fields
+
+
+class AssignmentListCreateView(ListAPIView):
+    """Managers: the organization's assignments; learners: theirs and their teams'."""
+
+    serializer_class = AssignmentSerializer
+    pagination_class = PagePagination
+
+    @extend_schema_serializer(component_name="AssignmentCreateRequest")
+    class InputSerializer(serializers.Serializer):
+        scenario_id = serializers.IntegerField()
+        team_id = serializers.IntegerField(required=False, allow_null=True)
+        learner_id = serializers.IntegerField(required=False, allow_null=True)
+        due_at = serializers.DateTimeField(required=False, allow_null=True)
+        attempts_required = serializers.IntegerField(min_value=1, max_value=50, default=1)
+        passing_score = serializers.IntegerField(min_value=0, max_value=100, default=70)
+
+    def get_queryset(self):  # noqa: ANN201 - a queryset
+        return services.assignments_for(self.request.user)
+
+    @extend_schema(summary="Assignments", operation_id="assignments_list")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(request=InputSerializer, responses={201: AssignmentSerializer},
+                   summary="Assign a scenario to a team or a learner (managers)")  # fmt: skip
+    def post(self, request: Request) -> Response:
+        if not access.is_manager(request.user):
+            raise PermissionDenied("Only managers can assign training.")
+        data = self.InputSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        try:
+            assignment = services.create_assignment(actor=request.user, **data.validated_data)
+        except services.TrainingError as exc:
+            raise TrainingRefused(exc) from exc
+        except DjangoPermissionDenied as exc:
+            raise PermissionDenied(str(exc)) from exc
+        return Response(AssignmentSerializer(assignment).data, status=status.HTTP_201_CREATED)
 
 
 class SessionListCreateView(ListAPIView):

@@ -5,6 +5,7 @@ from training import api
 urlpatterns = [
     path("scenarios/", api.ScenarioListView.as_view(), name="api-scenario-list"),
     path("scenarios/<int:pk>/", api.ScenarioDetailView.as_view(), name="api-scenario-detail"),
+    path("assignments/", api.AssignmentListCreateView.as_view(), name="api-assignment-list"),
     path("sessions/", api.SessionListCreateView.as_view(), name="api-session-list"),
     path("sessions/<int:pk>/", api.SessionDetailView.as_view(), name="api-session-detail"),
     path("sessions/<int:pk>/end/", api.SessionEndView.as_view(), name="api-session-end"),

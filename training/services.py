@@ -20,6 +20,7 @@ from training.engine import build_prompt
 from training.grading import grade_extractively, grade_with_model
 from training.llm import END_MARKER, LLMError, TextDelta, Usage, get_chat_model
 from training.models import (
+    Assignment,
     Evaluation,
     EvaluationStatus,
     Message,
@@ -416,3 +417,52 @@ def update_scenario(
         audit.record("scenario.published", actor=actor, target=scenario,
                      changes={"title": scenario.title, "version": scenario.version})  # fmt: skip
     return scenario
+
+
+def assignments_for(actor: Actor):  # noqa: ANN201 - a queryset
+    """Managers: their organization's assignments. Learners: those for them or their teams."""
+    if access.is_manager(actor):
+        return access.scope(actor, Assignment.objects.select_related("scenario", "team", "learner"))
+    if not getattr(actor, "pk", None) or not actor.organization_id:
+        return Assignment.objects.none()
+    return (
+        Assignment.objects.filter(
+            Q(learner_id=actor.pk) | Q(team__members=actor.pk),
+            organization_id=actor.organization_id,
+        )
+        .select_related("scenario", "team", "learner")
+        .distinct()
+    )
+
+
+@transaction.atomic
+def create_assignment(
+    *,
+    actor: Actor,
+    scenario_id: int,
+    team_id: int | None = None,
+    learner_id: int | None = None,
+    due_at: object = None,
+    attempts_required: int = 1,
+    passing_score: int = 70,
+) -> Assignment:
+    """Assign a scenario to a team or a learner of the actor's organization (ids in the
+    payload go through the access policy: a foreign id is "not found")."""
+    from accounts.models import Team, User
+
+    if not access.is_manager(actor) or not actor.organization_id:
+        raise PermissionDenied("Only managers of an organization can assign training.")
+    if bool(team_id) == bool(learner_id):
+        raise TrainingError("Assign to a team or to a learner (exactly one of them).")
+    scenario = access.access_or_404(actor, Scenario.objects.current(), pk=scenario_id)
+    team = access.access_or_404(actor, Team, pk=team_id) if team_id else None
+    learner = access.access_or_404(actor, User, pk=learner_id) if learner_id else None
+    assignment = Assignment.objects.create(
+        organization_id=actor.organization_id, scenario=scenario, team=team, learner=learner,
+        due_at=due_at, attempts_required=attempts_required, passing_score=passing_score,
+        created_by=actor if getattr(actor, "pk", None) else None,
+    )  # fmt: skip
+    audit.record("assignment.created", actor=actor, target=assignment,
+                 changes={"scenario": scenario.title, "team": str(team or ""),
+                          "learner": str(learner or "")})  # fmt: skip
+    return assignment

@@ -159,3 +159,54 @@ def test_learners_cannot_author_and_bad_scenarios_are_400(api_as, alice, bob):
     bad = api_as(alice).post("/api/v1/scenarios/", {**RENEWAL, "difficulty": 9}, format="json")
     assert bad.status_code == 400
     assert "difficulty" in bad.json()["error"]["fields"]
+
+
+@pytest.mark.django_db
+def test_managers_assign_and_learners_see_their_assignments(api_as, alice, bob, acme, acme_team):
+    scenario = make_scenario(acme)
+    created = api_as(alice).post(
+        "/api/v1/assignments/",
+        {"scenario_id": scenario.pk, "team_id": acme_team.pk, "passing_score": 80},
+        format="json",
+    )
+    assert created.status_code == 201
+    assert created.json()["scenario_title"] == "Renewal call"
+    mine = api_as(bob).get("/api/v1/assignments/").json()["results"]
+    assert [a["id"] for a in mine] == [created.json()["id"]]
+    assert (
+        api_as(bob)
+        .post(
+            "/api/v1/assignments/",
+            {"scenario_id": scenario.pk, "learner_id": bob.pk},
+            format="json",
+        )
+        .status_code
+        == 403
+    )
+
+
+@pytest.mark.django_db
+def test_foreign_ids_inside_an_assignment_are_not_found(api_as, alice, acme, globex):
+    from accounts.tests.factories import TeamFactory, UserFactory
+    from training.models import Assignment
+
+    foreign_team = TeamFactory(organization=globex)
+    foreign_learner = UserFactory(organization=globex)
+    client = api_as(alice)
+    ours = make_scenario(acme)
+    theirs = make_scenario(globex)
+    for payload in (
+        {"scenario_id": theirs.pk, "learner_id": alice.pk},
+        {"scenario_id": ours.pk, "team_id": foreign_team.pk},
+        {"scenario_id": ours.pk, "learner_id": foreign_learner.pk},
+    ):
+        assert client.post("/api/v1/assignments/", payload, format="json").status_code == 404
+    both = client.post(
+        "/api/v1/assignments/",
+        {"scenario_id": ours.pk, "learner_id": alice.pk, "team_id": None},
+        format="json",
+    )
+    assert both.status_code == 201
+    neither = client.post("/api/v1/assignments/", {"scenario_id": ours.pk}, format="json")
+    assert neither.status_code == 400
+    assert Assignment.objects.count() == 1
