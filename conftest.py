@@ -158,6 +158,17 @@ def page(_chromium, live_server, request):
         yield tab
 
 
+def database_url_for_processes():
+    """DATABASE_URL of the test database, for servers and workers started as processes."""
+    from urllib.parse import quote
+
+    from django.db import connection
+
+    database = connection.settings_dict
+    host = quote(database["HOST"], safe="")
+    return f"postgres://{database['USER']}:@{host}/{database['NAME']}"
+
+
 @pytest.fixture
 def live_stack(transactional_db):
     """The production stack on the test database: Daphne (ASGI) and a Celery worker, as
@@ -167,15 +178,10 @@ def live_stack(transactional_db):
     import subprocess
     import sys
     import time
-    from urllib.parse import quote
 
-    from django.db import connection
-
-    database = connection.settings_dict
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=f"postgres://{database['USER']}:@{quote(database['HOST'], safe='')}"
-        f"/{database['NAME']}",
+        DATABASE_URL=database_url_for_processes(),
         LOG_LEVEL="WARNING",
         LLM_STAND_IN_TOKEN_DELAY_MS="40",
     )

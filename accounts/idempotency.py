@@ -17,6 +17,7 @@ from django.core.cache import cache
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
+from rest_framework.response import Response
 
 from accounts.api_keys import ApiKeyPrincipal
 
@@ -40,6 +41,10 @@ class IdempotencyMismatch(APIException):
 class Stored:
     status: int
     data: Any
+
+    def response(self) -> Response:
+        """The first answer again, marked as a replay."""
+        return Response(self.data, status=self.status, headers={"Idempotent-Replayed": "true"})
 
 
 class IdempotencyGuard:

@@ -86,8 +86,7 @@ class DocumentListCreateView(ListAPIView):
         data.is_valid(raise_exception=True)
         guard = IdempotencyGuard(request)
         if stored := guard.begin():
-            return Response(stored.data, status=stored.status,
-                            headers={"Idempotent-Replayed": "true"})  # fmt: skip
+            return stored.response()
         try:
             result = services.upload_document(
                 actor=request.user,

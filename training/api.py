@@ -27,7 +27,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts import access
-from accounts.idempotency import IdempotencyGuard, Stored
+from accounts.idempotency import IdempotencyGuard
 from accounts.pagination import (
     NewestFirstCursorPagination,
     OldestFirstCursorPagination,
@@ -55,10 +55,6 @@ class TrainingRefused(APIException):
         codes = {400: "invalid", 403: "forbidden", 409: "conflict", 413: "too_long",
                  429: "rate_limited"}  # fmt: skip
         super().__init__(str(error), code=codes.get(error.status, "refused"))
-
-
-def replayed(stored: Stored) -> Response:
-    return Response(stored.data, status=stored.status, headers={"Idempotent-Replayed": "true"})
 
 
 class RubricItemSerializer(serializers.Serializer):
@@ -253,7 +249,7 @@ class SessionListCreateView(ListAPIView):
         data.is_valid(raise_exception=True)
         guard = IdempotencyGuard(request)
         if stored := guard.begin():
-            return replayed(stored)
+            return stored.response()
         try:
             session = services.start_session(actor=request.user, **data.validated_data)
         except services.TrainingError as exc:
@@ -359,7 +355,7 @@ class MessageCreateView(APIView):
         if stored := guard.begin():
             if wants_stream and isinstance(stored.data, dict) and "stream_reply_id" in stored.data:
                 return _event_stream(stored.data["stream_reply_id"])
-            return replayed(stored)
+            return stored.response()
         try:
             posted = services.post_message(
                 actor=request.user, session_id=pk, text=data.validated_data["text"]

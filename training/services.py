@@ -423,6 +423,11 @@ def assignments_for(actor: Actor):  # noqa: ANN201 - a queryset
     """Managers: their organization's assignments. Learners: those for them or their teams."""
     if access.is_manager(actor):
         return access.scope(actor, Assignment.objects.select_related("scenario", "team", "learner"))
+    return assignments_of(actor)
+
+
+def assignments_of(actor: Actor):  # noqa: ANN201 - a queryset
+    """Assignments given to this person, directly or through one of their teams."""
     if not getattr(actor, "pk", None) or not actor.organization_id:
         return Assignment.objects.none()
     return (

@@ -7,6 +7,7 @@ and then continues live, and a reader that arrives after the end still sees all 
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -33,15 +34,20 @@ def _client(block_seconds: float = 0) -> redis.Redis:
     )
 
 
+@functools.lru_cache(maxsize=4)
+def _publisher(url: str, timeout: float) -> redis.Redis:
+    # Publishing runs once per token: reuse one pooled (thread-safe) client per process.
+    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
+
+
 def publish(message_id: int, kind: str, **data: Any) -> None:
     """Append one event (start, token, done, failed) to the reply's stream."""
-    client = _client()
-    try:
-        key = _key(message_id)
-        client.xadd(key, {"kind": kind, "data": json.dumps(data)}, maxlen=20000)
-        client.expire(key, STREAM_TTL_SECONDS)
-    finally:
-        client.close()
+    client = _publisher(settings.REDIS_CACHE_URL, settings.REDIS_TIMEOUT_SECONDS)
+    key = _key(message_id)
+    with client.pipeline(transaction=False) as pipe:
+        pipe.xadd(key, {"kind": kind, "data": json.dumps(data)}, maxlen=20000)
+        pipe.expire(key, STREAM_TTL_SECONDS)
+        pipe.execute()
 
 
 def _decode(entry: dict[bytes, bytes]) -> tuple[str, dict[str, Any]]:

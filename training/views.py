@@ -8,7 +8,6 @@ from collections.abc import AsyncIterator
 from asgiref.sync import sync_to_async
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
-from django.db.models import Q
 from django.http import (
     Http404,
     HttpRequest,
@@ -24,7 +23,6 @@ from accounts.models import Team
 from training import services, streaming
 from training.llm import STAND_IN_MODEL_ID
 from training.models import (
-    Assignment,
     EvaluationStatus,
     Message,
     MessageStatus,
@@ -37,14 +35,8 @@ SESSION_PAGE = "training/session.html"
 
 
 def _assignments_for(user: object) -> list[dict[str, object]]:
-    teams = access.scope(user, Team.objects.filter(members=user))
-    assignments = (
-        Assignment.objects.filter(organization_id=user.organization_id)
-        .filter(Q(learner=user) | Q(team__in=teams))
-        .select_related("scenario")
-    )
     rows = []
-    for assignment in assignments:
+    for assignment in services.assignments_of(user):
         current = Scenario.objects.current().filter(family=assignment.scenario.family).first()
         sessions = services.sessions_for(user).filter(
             learner=user, scenario__family=assignment.scenario.family, is_preview=False

@@ -61,15 +61,12 @@ def test_a_broken_upload_ends_failed_through_the_worker(celery_worker, api_as, a
 
 def _worker_env(visibility_timeout):
     import os
-    from urllib.parse import quote
 
-    from django.db import connection
+    from conftest import database_url_for_processes
 
-    database = connection.settings_dict
-    host = quote(database["HOST"], safe="")
     env = dict(os.environ)
     env.update(
-        DATABASE_URL=f"postgres://{database['USER']}:@{host}/{database['NAME']}",
+        DATABASE_URL=database_url_for_processes(),
         CELERY_VISIBILITY_TIMEOUT=str(visibility_timeout),
         LOG_LEVEL="WARNING",
     )

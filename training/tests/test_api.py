@@ -1,26 +1,14 @@
 """The training API: scenarios, sessions, messages (whole or streamed as SSE), debriefs."""
 
-import asyncio
-import concurrent.futures
-
 import pytest
 from celery import current_app
 from celery.contrib.testing.worker import start_worker
 
 from training.models import Message
 from training.tests.factories import make_scenario
+from training.tests.sse import read_all
 
 app = current_app._get_current_object()
-
-
-def read_all(response):
-    """Consume an async streaming body (in a thread: the browser tests keep a loop here)."""
-
-    async def collect():
-        return b"".join([part async for part in response.streaming_content])
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, collect()).result()
 
 
 @pytest.fixture

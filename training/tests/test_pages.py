@@ -1,8 +1,5 @@
 """Learner pages: dashboard, library, chat page with a streamed reply, debrief, history."""
 
-import asyncio
-import concurrent.futures
-
 import pytest
 from django.urls import reverse
 
@@ -10,18 +7,9 @@ from accounts.models import Team
 from training import services
 from training.models import Assignment, MessageStatus
 from training.tests.factories import make_scenario
+from training.tests.sse import read_all
 
 pytestmark = pytest.mark.django_db
-
-
-def read_all(response):
-    """Consume an async streaming body (in a thread: the browser tests keep a loop here)."""
-
-    async def collect():
-        return b"".join([part async for part in response.streaming_content])
-
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, collect()).result()
 
 
 def test_the_dashboard_lists_assignments_and_recent_sessions(client, bob, acme, acme_team):
