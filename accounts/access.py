@@ -94,6 +94,17 @@ def is_org_admin(actor: Actor | None) -> bool:
     )
 
 
+def can_read_audit_log(actor: Actor | None) -> bool:
+    """Organization admins and operators always; managers when their organization allows."""
+    if is_org_admin(actor):
+        return True
+    return bool(
+        is_manager(actor)
+        and getattr(actor, "organization", None) is not None
+        and actor.organization.managers_see_audit_log
+    )
+
+
 def scope(actor: Actor | None, queryset: QuerySet[ModelT]) -> QuerySet[ModelT]:
     """Narrow `queryset` to what `actor` may see. Anonymous actors see nothing."""
     if actor is None or not actor.is_authenticated:

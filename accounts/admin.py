@@ -20,8 +20,18 @@ from django.db.models import ForeignKey, ManyToManyField, Model, QuerySet
 from django.forms import ModelChoiceField, ModelMultipleChoiceField
 from django.http import HttpRequest
 
-from accounts import access, services
-from accounts.models import ApiKey, AuditEvent, Organization, Role, Team, User
+from accounts import access, audit, services
+from accounts.encryption import CannotDecrypt
+from accounts.models import (
+    ApiKey,
+    AuditAction,
+    AuditEvent,
+    Organization,
+    ProviderCredential,
+    Role,
+    Team,
+    User,
+)
 
 admin.site.site_header = "AvatarAdam administration"
 admin.site.site_title = "AvatarAdam admin"
@@ -106,6 +116,108 @@ class OrganizationAdmin(OrganizationScopedAdmin):
 
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return access.is_org_admin(request.user)
+
+    SETTINGS = ("name", "require_second_factor", "managers_see_audit_log")
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool
+    ) -> None:
+        previous = Organization.objects.filter(pk=obj.pk).first() if change else None
+        with transaction.atomic():
+            super(OrganizationScopedAdmin, self).save_model(request, obj, form, change)
+            if previous is not None:
+                changes = audit.diff(
+                    {name: getattr(previous, name) for name in self.SETTINGS},
+                    {name: getattr(obj, name) for name in self.SETTINGS},
+                )
+                if changes:
+                    audit.record(
+                        AuditAction.ORG_SETTINGS_CHANGED,
+                        actor=request.user,
+                        organization_id=obj.pk,
+                        target=obj,
+                        changes=changes,
+                    )
+
+
+class ProviderCredentialForm(forms.ModelForm):
+    """The key is write-only: typed in, never shown back; empty keeps the saved one."""
+
+    api_key = forms.CharField(
+        label="API key",
+        required=False,
+        strip=True,
+        widget=forms.PasswordInput(render_value=False, attrs={"autocomplete": "off"}),
+        help_text="Stored encrypted and never shown again. Leave empty to keep the saved key.",
+    )
+
+    class Meta:
+        model = ProviderCredential
+        fields = ["organization", "service", "base_url", "api_key"]
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.saved_key = self.instance.api_key if self.instance.pk else ""
+        self.initial["api_key"] = ""
+
+    def clean_api_key(self) -> Any:
+        value = self.cleaned_data.get("api_key", "")
+        if value:
+            return value
+        if self.saved_key:
+            return self.saved_key  # unchanged (even when it cannot be decrypted)
+        raise forms.ValidationError("Enter the provider's API key.")
+
+
+@admin.register(ProviderCredential)
+class ProviderCredentialAdmin(OrganizationScopedAdmin):
+    """Organization admins keep their own provider keys (LLM, speech, avatar)."""
+
+    form = ProviderCredentialForm
+    list_display = ["service", "organization", "base_url", "key_status", "updated_by", "updated_at"]
+    list_filter = ["service", "organization"]
+    readonly_fields = ["key_status", "updated_by", "updated_at"]
+
+    @admin.display(description="key")
+    def key_status(self, obj: ProviderCredential) -> str:
+        if isinstance(obj.api_key, CannotDecrypt):
+            return str(obj.api_key)
+        return "saved (hidden)" if obj.api_key else "not set"
+
+    def has_module_permission(self, request: HttpRequest) -> bool:
+        return access.is_org_admin(request.user)
+
+    def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return access.is_org_admin(request.user)
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return access.is_org_admin(request.user)
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return access.is_org_admin(request.user)
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return access.is_org_admin(request.user)
+
+    def save_model(
+        self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool
+    ) -> None:
+        obj.updated_by = request.user
+        fields = ("service", "base_url")
+        before = ProviderCredential.objects.filter(pk=obj.pk).values(*fields).first() or {}
+        with transaction.atomic():
+            super().save_model(request, obj, form, change)
+            changes: dict[str, Any] = audit.diff(
+                before, {name: getattr(obj, name) for name in fields}
+            )
+            if form.cleaned_data.get("api_key") != form.saved_key:
+                changes["api_key"] = "changed"  # recorded as changed, redacted by audit
+            services.record_provider_key_change(request.user, obj, changes, created=not change)
+
+    def delete_model(self, request: HttpRequest, obj: Any) -> None:
+        with transaction.atomic():
+            services.record_provider_key_change(request.user, obj, {}, deleted=True)
+            super().delete_model(request, obj)
 
 
 @admin.register(Team)
@@ -278,10 +390,10 @@ class AuditEventAdmin(OrganizationScopedAdmin):
         return [field.name for field in AuditEvent._meta.fields]
 
     def has_module_permission(self, request: HttpRequest) -> bool:
-        return access.is_org_admin(request.user)
+        return access.can_read_audit_log(request.user)
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return access.is_org_admin(request.user)
+        return access.can_read_audit_log(request.user)
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -8,7 +8,7 @@ from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import PermissionDenied, ValidationError
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
@@ -16,10 +16,11 @@ from rest_framework.response import Response
 from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from accounts import access, services
+from accounts import access, second_factor, services
 from accounts.models import API_KEY_ROLES, ApiKey, Team, User
 from accounts.pagination import PagePagination
 
@@ -44,15 +45,70 @@ def raise_as_api_error(exc: Exception) -> None:
 # --- sign-in --------------------------------------------------------------------------
 
 
-class TokenObtainView(TokenObtainPairView):
-    """Exchange email + password for a short access token and a rotating refresh token.
+@extend_schema_serializer(component_name="TokenObtainPair")  # the v1 name, kept
+class TokenObtainSerializer(TokenObtainPairSerializer):
+    """Email + password, and `otp` (an authenticator or recovery code) for users with a
+    second factor."""
 
-    Wrong passwords count toward the same lockout as the sign-in page (django-axes).
+    otp = serializers.CharField(
+        required=False,
+        allow_blank=True,
+        write_only=True,
+        max_length=32,
+        help_text="Code from the authenticator app (or a recovery code); required for "
+        "users who have two-factor sign-in.",
+    )
+    access = serializers.CharField(read_only=True, help_text="Access token (5 minutes).")
+    refresh = serializers.CharField(read_only=True, help_text="Refresh token (rotating).")
+
+    def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
+        data = super().validate(attrs)  # password checked (and counted) first
+        user = self.user
+        request = self.context.get("request")
+        code = (attrs.get("otp") or "").strip()
+        if second_factor.has_second_factor(user):
+            if not code:
+                raise AuthenticationFailed(
+                    "This account uses two-factor sign-in: send the code from the "
+                    "authenticator app in `otp`.",
+                    code="otp_required",
+                )
+            http_request = getattr(request, "_request", request)
+            accepted, _ = second_factor.check_code(http_request, user, code)
+            if getattr(http_request, "axes_locked_out", False) and request is not None:
+                request.axes_locked_out = True
+            if not accepted:
+                raise AuthenticationFailed(
+                    "That code is not right or was already used. Send the code the "
+                    "authenticator app shows now.",
+                    code="otp_invalid",
+                )
+        elif second_factor.is_required(user):
+            raise AuthenticationFailed(
+                "Your organization requires two-factor sign-in for your role: set it up on "
+                "the web app's two-factor page first (servers use API keys).",
+                code="otp_enrolment_required",
+            )
+        return data
+
+
+class TokenObtainView(TokenObtainPairView):
+    """Exchange email + password (+ `otp` for two-factor users) for a short access token and
+    a rotating refresh token.
+
+    Wrong passwords and wrong codes count toward the same lockout as the sign-in page
+    (django-axes).
     """
 
+    serializer_class = TokenObtainSerializer
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
 
+    @extend_schema(
+        request=TokenObtainSerializer,
+        responses={200: TokenObtainSerializer},
+        summary="Sign in: get an access and a refresh token",
+    )
     def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         try:
             return super().post(request, *args, **kwargs)

@@ -7,12 +7,20 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import access, log_context, schema, signals  # noqa: F401 - registers
-        from accounts.models import ApiKey, AuditEvent, Organization, Team, User
+        from accounts.models import (
+            ApiKey,
+            AuditEvent,
+            Organization,
+            ProviderCredential,
+            Team,
+            User,
+        )
 
         access.register(Organization, organization="pk", learners="all")
         access.register(User, owner="pk")
         access.register(Team, owner="members")
         access.register(ApiKey, learners="none")
         access.register(AuditEvent, learners="none")
+        access.register(ProviderCredential, learners="none")
         log_context.connect()
         signals.connect()

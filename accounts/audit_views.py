@@ -1,4 +1,5 @@
-"""The audit log page for organization admins: filters (actor, action, dates) and CSV."""
+"""The audit log page for organization admins (and managers where the organization allows
+it): filters (actor, action, dates) and CSV."""
 
 from __future__ import annotations
 
@@ -21,8 +22,11 @@ PAGE_SIZE = 200
 def _filtered(request: HttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str]]:
     """Events the caller may see, narrowed by the query string (never by an organization id:
     the organization always comes from the caller)."""
-    if not access.is_org_admin(request.user):
-        raise PermissionDenied("Only organization admins can read the audit log.")
+    if not access.can_read_audit_log(request.user):
+        raise PermissionDenied(
+            "Only organization admins (and managers, where the organization allows it) "
+            "can read the audit log."
+        )
     events = access.scope(request.user, AuditEvent.objects.all())
     filters = {
         key: request.GET.get(key, "").strip() for key in ("actor", "action", "since", "until")

@@ -21,7 +21,11 @@ DEMO_PASSWORDS = {Role.MANAGER: "demo-manager-2026", Role.LEARNER: "demo-learner
 def seed(stdout: TextIO) -> tuple[Organization, User]:
     """Create (or complete) the demo organization; returns it and its manager."""
     name, slug = DEMO_ORGANIZATION
-    organization, _ = Organization.objects.get_or_create(slug=slug, defaults={"name": name})
+    # Managers and admins of the demo sign in with a second factor: the demo manager is
+    # asked to set one up on first sign-in.
+    organization, _ = Organization.objects.get_or_create(
+        slug=slug, defaults={"name": name, "require_second_factor": True}
+    )
     teams = {
         team_name: Team.objects.get_or_create(organization=organization, name=team_name)[0]
         for team_name in DEMO_TEAMS
@@ -49,3 +53,6 @@ def print_sign_ins(stdout: TextIO) -> None:
     stdout.write("Demo sign-ins (demo data only, never use these passwords for real):\n")
     for email, _, role, _ in DEMO_USERS:
         stdout.write(f"  {role.label:<8} {email:<34} {DEMO_PASSWORDS[role]}\n")
+    stdout.write(
+        "  The manager sets up two-factor sign-in (an authenticator app) on first sign-in.\n"
+    )

@@ -43,3 +43,12 @@ def lockout_response(request: HttpRequest, *args: Any) -> HttpResponse:
         response = render(request, "registration/locked_out.html", {"message": message}, status=429)
     response["Retry-After"] = retry_after
     return response
+
+
+def reset_after_sign_in(request: HttpRequest | None, email: str) -> None:
+    """Clear the failure counts of a completed sign-in (password and any second factor)."""
+    from axes.helpers import get_client_ip_address
+    from axes.utils import reset
+
+    ip = get_client_ip_address(request) if request is not None else None
+    reset(ip=ip, username=email)

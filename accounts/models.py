@@ -9,11 +9,26 @@ from typing import Any
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
+from django_otp.models import Device
+from django_otp.oath import TOTP
+
+from accounts.encryption import EncryptedTextField
 
 
 class Organization(models.Model):
     name = models.CharField(max_length=200)
     slug = models.SlugField(max_length=80, unique=True)
+    require_second_factor = models.BooleanField(
+        "second factor required for managers and admins",
+        default=False,
+        help_text="Managers and organization admins must sign in with an authenticator "
+        "code; learners may choose to.",
+    )
+    managers_see_audit_log = models.BooleanField(
+        "managers see the audit log",
+        default=False,
+        help_text="Organization admins always see it; this lets managers read it too.",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -198,6 +213,12 @@ class AuditAction(models.TextChoices):
     DOCUMENT_DELETED = "document.deleted", "Document deleted"
     SCENARIO_PUBLISHED = "scenario.published", "Scenario published"
     ASSIGNMENT_CREATED = "assignment.created", "Assignment created"
+    OTP_ENABLED = "auth.otp_enabled", "Second factor enabled"
+    OTP_DISABLED = "auth.otp_disabled", "Second factor disabled"
+    RECOVERY_CODES_REGENERATED = "auth.recovery_codes_regenerated", "Recovery codes replaced"
+    RECOVERY_CODE_USED = "auth.recovery_code_used", "Signed in with a recovery code"
+    ORG_SETTINGS_CHANGED = "org.settings_changed", "Organization settings changed"
+    PROVIDER_KEY_CHANGED = "provider_key.changed", "Provider key changed"
     RETENTION_RAN = "audit.retention_ran", "Old audit events removed"
 
 
@@ -233,3 +254,146 @@ class AuditEvent(models.Model):
 
     def __str__(self) -> str:
         return f"{self.created_at:%Y-%m-%d %H:%M} {self.actor_label} {self.action}"
+
+
+class EncryptionCheck(models.Model):
+    """One row whose value the configured keys must decrypt (checked at start-up)."""
+
+    PLAIN = "avatar-adam-encryption-check"
+    value = EncryptedTextField()
+
+    class Meta:
+        verbose_name = "encryption check"
+
+    def __str__(self) -> str:
+        return "encryption check"
+
+
+class ProviderService(models.TextChoices):
+    LLM = "llm", "Language model"
+    EMBEDDINGS = "embeddings", "Embeddings"
+    SPEECH_TO_TEXT = "speech_to_text", "Speech to text"
+    TEXT_TO_SPEECH = "text_to_speech", "Text to speech"
+    AVATAR = "avatar", "Video avatar"
+
+
+class ProviderCredential(models.Model):
+    """An organization's own key (and optionally endpoint) for a hosted AI service.
+
+    The key is encrypted at rest and never shown again after it is saved.
+    """
+
+    organization = models.ForeignKey(
+        Organization, on_delete=models.CASCADE, related_name="provider_credentials"
+    )
+    service = models.CharField(max_length=20, choices=ProviderService.choices)
+    base_url = models.URLField(
+        "endpoint", blank=True, help_text="Leave empty for the provider's default endpoint."
+    )
+    api_key = EncryptedTextField("API key")
+    updated_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+    updated_at = models.DateTimeField(auto_now=True)
+
+    class Meta:
+        ordering = ["organization", "service"]
+        verbose_name = "provider key"
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "service"], name="provider_key_unique_per_service"
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.get_service_display()} key"
+
+
+TOTP_STEP_SECONDS = 30
+TOTP_DIGITS = 6
+TOTP_TOLERANCE_STEPS = 1
+
+
+def _new_totp_key() -> str:
+    return secrets.token_hex(20)
+
+
+class AuthenticatorDevice(Device):
+    """A TOTP authenticator app (RFC 6238), its secret encrypted at rest.
+
+    Codes are accepted one step either side of now, and each step once: `last_step`
+    refuses a replay of a code already used.
+    """
+
+    key = EncryptedTextField(default=_new_totp_key)
+    last_step = models.BigIntegerField(default=-1)
+    confirmed_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        verbose_name = "authenticator app"
+
+    def secret_bytes(self) -> bytes:
+        from accounts.encryption import reveal
+
+        return bytes.fromhex(reveal(self.key))
+
+    def totp(self) -> TOTP:
+        return TOTP(self.secret_bytes(), step=TOTP_STEP_SECONDS, digits=TOTP_DIGITS)
+
+    def verify_token(self, token: Any) -> bool:
+        token = str(token or "").strip().replace(" ", "")
+        if not token.isdigit() or len(token) != TOTP_DIGITS:
+            return False
+        totp = self.totp()
+        now_step = totp.t()
+        for offset in range(-TOTP_TOLERANCE_STEPS, TOTP_TOLERANCE_STEPS + 1):
+            step = now_step + offset
+            totp.drift = offset
+            if step > self.last_step and secrets.compare_digest(
+                f"{totp.token():0{TOTP_DIGITS}d}", token
+            ):
+                # Conditional update: two requests racing with the same code cannot both win.
+                won = AuthenticatorDevice.objects.filter(pk=self.pk, last_step__lt=step).update(
+                    last_step=step
+                )
+                if won:
+                    self.last_step = step
+                return bool(won)
+        return False
+
+
+RECOVERY_CODE_COUNT = 10
+
+
+def hash_recovery_code(code: str) -> str:
+    # Codes carry 80 random bits, so a fast hash is safe (as for API keys).
+    normalized = "".join(ch for ch in code.lower() if ch.isalnum())
+    return hashlib.sha256(normalized.encode()).hexdigest()
+
+
+class RecoveryCodeDevice(Device):
+    """Ten single-use recovery codes, stored hashed."""
+
+    class Meta:
+        verbose_name = "recovery codes"
+
+    def remaining(self) -> int:
+        return self.codes.count()
+
+    def verify_token(self, token: Any) -> bool:
+        code_hash = hash_recovery_code(str(token or ""))
+        deleted, _ = self.codes.filter(code_hash=code_hash).delete()
+        return deleted > 0
+
+
+class RecoveryCode(models.Model):
+    device = models.ForeignKey(RecoveryCodeDevice, on_delete=models.CASCADE, related_name="codes")
+    code_hash = models.CharField(max_length=64)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["device", "code_hash"], name="recovery_code_unique")
+        ]
+
+    def __str__(self) -> str:
+        return "recovery code"

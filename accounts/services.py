@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
@@ -11,7 +12,15 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 
 from accounts import access, audit
 from accounts.access import Actor
-from accounts.models import ApiKey, AuditAction, Organization, Role, User
+from accounts.models import (
+    ApiKey,
+    AuditAction,
+    Organization,
+    ProviderCredential,
+    ProviderService,
+    Role,
+    User,
+)
 
 
 @dataclass(frozen=True)
@@ -108,3 +117,37 @@ def on_user_access_changed(user: User, *, deactivated: bool, demoted: bool) -> N
     """
     if deactivated or demoted:
         transaction.on_commit(lambda: revoke_refresh_tokens(user))
+
+
+def record_provider_key_change(
+    actor: Actor,
+    credential: ProviderCredential,
+    changes: dict[str, Any],
+    *,
+    created: bool = False,
+    deleted: bool = False,
+) -> None:
+    """Audit a provider key change (call inside the change's transaction). The diff names
+    what changed, never the key."""
+    if not (changes or created or deleted):
+        return
+    audit.record(
+        AuditAction.PROVIDER_KEY_CHANGED,
+        actor=actor,
+        organization_id=credential.organization_id,
+        target=credential,
+        changes={
+            **changes,
+            "service": credential.service,
+            "event": "deleted" if deleted else "created" if created else "updated",
+        },
+    )
+
+
+def provider_credential(organization_id: int | None, service: ProviderService | str):  # noqa: ANN201
+    """The organization's own key for a hosted service, or None to use the platform's."""
+    if organization_id is None:
+        return None
+    return ProviderCredential.objects.filter(
+        organization_id=organization_id, service=service
+    ).first()

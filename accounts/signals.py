@@ -6,12 +6,16 @@ from typing import Any
 
 from django.contrib.auth.signals import user_logged_in, user_login_failed
 
-from accounts import audit
+from accounts import audit, lockout
 from accounts.models import AuditAction, User
 
 
 def _logged_in(sender: Any, request: Any, user: User, **kwargs: Any) -> None:
     audit.record(AuditAction.LOGIN, actor=user, target=user)
+    from accounts.second_factor import has_second_factor
+
+    if not has_second_factor(user):
+        lockout.reset_after_sign_in(request, user.email)
 
 
 def _login_failed(

@@ -5,9 +5,17 @@ from __future__ import annotations
 import os
 
 from django.core.asgi import get_asgi_application
+from django.core.exceptions import ImproperlyConfigured
 
 os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatar_adam.settings")
-django_asgi_app = get_asgi_application()
+try:
+    django_asgi_app = get_asgi_application()
+except ImproperlyConfigured as exc:  # a missing or malformed setting: one clear line
+    raise SystemExit(f"AvatarAdam cannot start: {exc}") from None
+
+from accounts.encryption import verify_keys_or_exit
+
+verify_keys_or_exit()
 
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402

@@ -69,6 +69,13 @@ def run(host: str, port: int) -> int:
             print(f"Embedded Redis under {embedded.redis_dir(var_dir)}", flush=True)
             embedded.ensure_redis(var_dir)
         _manage("migrate", "--noinput", "-v", "0")
+        if not os.environ.get("FIELD_ENCRYPTION_KEYS"):
+            print(
+                "Stored secrets are encrypted with a development key kept in "
+                f"{var_dir / 'field_encryption_key'} (set FIELD_ENCRYPTION_KEYS in production).",
+                flush=True,
+            )
+        _manage("check_encryption_keys", "-v", "0")
         _manage("seed_demo")
         # Children ignore the terminal's Ctrl-C: this process stops them in order.
         child_options = {"cwd": BASE_DIR, "start_new_session": True}

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from cryptography.fernet import Fernet
 
 _OWNED_VAR_DIR: Path | None = None
 
@@ -23,6 +24,7 @@ if "AVATAR_ADAM_VAR_DIR" not in os.environ:
     _OWNED_VAR_DIR = Path(tempfile.mkdtemp(prefix="avatar-adam-test-"))
     os.environ["AVATAR_ADAM_VAR_DIR"] = str(_OWNED_VAR_DIR)
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+os.environ.setdefault("FIELD_ENCRYPTION_KEYS", Fernet.generate_key().decode())
 # The test client and the browser tests talk plain HTTP on localhost.
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")
 os.environ.setdefault("SECURE_COOKIES", "false")

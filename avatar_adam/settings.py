@@ -43,6 +43,34 @@ def _secret_key() -> str:
 
 
 SECRET_KEY = _secret_key()
+
+
+def _field_encryption_keys() -> list[bytes]:
+    """Fernet keys for secrets stored in the database, newest first (accounts.encryption)."""
+    from accounts.encryption import KEYS_VARIABLE, parse_keys
+
+    raw = env(KEYS_VARIABLE, default="")
+    if raw:
+        return parse_keys(raw)
+    if not DEBUG:
+        raise ImproperlyConfigured(
+            f"{KEYS_VARIABLE} is not set. It holds the keys that encrypt stored secrets "
+            "(provider keys, second-factor secrets), newest first, comma-separated. "
+            'Generate one with: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())" (DEBUG=true keeps a development key '
+            "under var/ instead)."
+        )
+    key_file = VAR_DIR / "field_encryption_key"
+    if not key_file.exists():
+        from cryptography.fernet import Fernet
+
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_bytes(Fernet.generate_key())
+        key_file.chmod(0o600)
+    return parse_keys(key_file.read_text())
+
+
+FIELD_ENCRYPTION_KEYS = _field_encryption_keys()
 ALLOWED_HOSTS = env.list("ALLOWED_HOSTS", default=["127.0.0.1", "localhost"])
 if "*" in ALLOWED_HOSTS:
     raise ImproperlyConfigured(
@@ -67,6 +95,7 @@ INSTALLED_APPS = [
     "corsheaders",
     "csp",
     "axes",
+    "django_otp",
     "django_htmx",
     "template_partials",
     "django_celery_results",
@@ -90,12 +119,14 @@ MIDDLEWARE = [
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django_otp.middleware.OTPMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "avatar_adam.middleware.RequestIdHeaderMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "accounts.second_factor.SecondFactorMiddleware",
     "axes.middleware.AxesMiddleware",
     "django_prometheus.middleware.PrometheusAfterMiddleware",
 ]
@@ -241,7 +272,10 @@ AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=1
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
 AXES_USERNAME_CALLABLE = "accounts.lockout.username_from_request"
 AXES_LOCKOUT_CALLABLE = "accounts.lockout.lockout_response"
-AXES_RESET_ON_SUCCESS = True
+# Failures reset only after the whole sign-in (password and, if enrolled, the code):
+# accounts.lockout.reset_after_sign_in. Resetting on the password alone would let anyone
+# who knows it guess codes without limit.
+AXES_RESET_ON_SUCCESS = False
 AXES_IPWARE_PROXY_COUNT = env.int("TRUSTED_PROXY_COUNT", default=0)
 AXES_VERBOSE = False
 
@@ -351,6 +385,7 @@ CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
 
 # Request bodies: JSON and form data up to 1 MB; whole requests (uploads) up to this cap.
+FORMS_URLFIELD_ASSUME_HTTPS = True  # Django 6 behaviour, and no deprecation warning
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
 FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
@@ -378,10 +413,20 @@ MEDIA_ROOT = Path(env("MEDIA_ROOT", default=str(VAR_DIR / "media")))
 
 # --- Knowledge base -------------------------------------------------------------------
 
+# Uploaded documents are encrypted at rest when MEDIA_ENCRYPTION_KEY is set
+# (knowledge.storage; 32 random bytes, url-safe base64).
+MEDIA_ENCRYPTION_KEY = env("MEDIA_ENCRYPTION_KEY", default="")
+if MEDIA_ENCRYPTION_KEY:
+    from knowledge.storage import parse_media_key
+
+    parse_media_key(MEDIA_ENCRYPTION_KEY)  # a malformed key stops start-up, naming it
 STORAGES = {
     "default": {
         "BACKEND": env(
-            "DOCUMENT_STORAGE_BACKEND", default="django.core.files.storage.FileSystemStorage"
+            "DOCUMENT_STORAGE_BACKEND",
+            default="knowledge.storage.EncryptedFileSystemStorage"
+            if MEDIA_ENCRYPTION_KEY
+            else "django.core.files.storage.FileSystemStorage",
         )
     },
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},

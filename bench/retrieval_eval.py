@@ -1,14 +1,16 @@
 """Retrieval quality and ingestion throughput on the Python documentation (python3-doc).
 
     apt-get install -y python3-doc
-    .venv/bin/python bench/retrieval_eval.py [--weights 0,0.25,0.5,1] [--chunk-tokens 220]
+    .venv/bin/python bench/retrieval_eval.py [--chunk-tokens 220] [--questions FILE]
 
 Ingests the corpus listed in bench/data/python_docs_eval.json into a benchmark
 organization (its own embedded servers under var/bench/, reused by later runs), through
 the same services as the app (sandboxed extraction, chunking, local MiniLM embedder),
 then asks every question with vector-only, full-text-only and hybrid retrieval and
 prints recall@5 and MRR@10 for each, plus hybrid (reciprocal rank fusion and score
-fusion) at several lexical weights.
+fusion) at several lexical weights, and score fusion with the document-level word match
+at several weights. `--questions` asks another question file about the same corpus, e.g.
+the first 70-question set: `git show a0786cd:bench/data/python_docs_eval.json > /tmp/q70.json`.
 """
 
 from __future__ import annotations
@@ -90,6 +92,7 @@ def evaluate(
     mode: str,
     weight: float,
     fusion: str = "score",
+    document_weight: float = 0.0,
 ):
     from knowledge.retrieval import retrieve_passages
 
@@ -104,6 +107,7 @@ def evaluate(
             use_cache=False,
             lexical_weight=weight,
             fusion=fusion,
+            document_weight=document_weight,
         )
         answers = set(question["answer_pages"])
         ranks = [i for i, p in enumerate(passages, start=1) if titles[p.document_id] in answers]
@@ -118,14 +122,17 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rrf-weights", default="0.1,0.25,0.5,1.0")
     parser.add_argument("--score-weights", default="0.02,0.05,0.1,0.2")
+    parser.add_argument("--document-weights", default="0.05,0.1,0.15,0.2")
     parser.add_argument("--chunk-tokens", type=int, default=220)
+    parser.add_argument("--questions", type=Path, help="question file (default: the corpus's)")
     args = parser.parse_args()
     spec = json.loads((BASE_DIR / "bench/data/python_docs_eval.json").read_text())
     if not Path(spec["corpus"]["root"]).exists():
         sys.exit("The corpus is missing: apt-get install -y python3-doc")
     setup(args.chunk_tokens)
     organization, titles = ingest(spec["corpus"], args.chunk_tokens)
-    questions = spec["questions"]
+    questions = json.loads(args.questions.read_text())["questions"] if args.questions else None
+    questions = questions or spec["questions"]
     print(f"\n{len(questions)} questions, chunk target {args.chunk_tokens} tokens")
     print(f"{'retrieval':<28} {'recall@5':>9} {'MRR@10':>8}")
     for mode, weight in [("vector", 0.0), ("text", 1.0)]:
@@ -135,6 +142,13 @@ def main() -> None:
         for weight in [float(w) for w in weights.split(",")]:
             recall, mrr = evaluate(organization, titles, questions, "hybrid", weight, fusion)
             label = f"hybrid {fusion}, lexical {weight}"
+            print(f"{label:<28} {recall:>9.3f} {mrr:>8.3f}")
+    for document_weight in [float(w) for w in args.document_weights.split(",")]:
+        for weight in (0.0, 0.02):
+            recall, mrr = evaluate(
+                organization, titles, questions, "hybrid", weight, "score", document_weight
+            )
+            label = f"hybrid score {weight}, doc {document_weight}"
             print(f"{label:<28} {recall:>9.3f} {mrr:>8.3f}")
 
 

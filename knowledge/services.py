@@ -242,6 +242,8 @@ def _local_copy(document: Document) -> Iterator[Path]:
         local = Path(document.file.path)
     except NotImplementedError:
         local = None
+    if getattr(document.file.storage, "encrypted_at_rest", False):
+        local = None  # the file on disk is ciphertext: decrypt through open()
     if local is not None:
         yield local
         return

@@ -28,6 +28,9 @@ from typing import Any, Protocol
 from django.conf import settings
 from django.core.cache import cache
 
+from accounts.encryption import DecryptionError, reveal
+from accounts.models import ProviderService
+from accounts.services import provider_credential
 from knowledge.tokens import count_tokens
 
 STAND_IN_MODEL_ID = "offline-stand-in"
@@ -357,12 +360,35 @@ class OfflineStandIn:
         return Decimal("0")
 
 
-@functools.lru_cache(maxsize=8)
-def _build(provider: str, base_url: str, model: str, timeout: float, delay: int) -> ChatModel:
+class UnreadableKeyModel:
+    """The organization's own key cannot be decrypted: every call fails with that reason."""
+
+    is_stand_in = False
+
+    def __init__(self, model_id: str, reason: str) -> None:
+        self.model_id = model_id
+        self.reason = reason
+
+    def stream(self, prompt: Prompt) -> Iterator[TextDelta | Usage]:
+        raise LLMError(f"{self.reason} An organization admin must enter the key again.")
+
+    def complete(
+        self, messages: list[dict[str, str]], *, max_tokens: int, json: bool = False
+    ) -> str:
+        raise LLMError(f"{self.reason} An organization admin must enter the key again.")
+
+    def cost(self, usage: Usage) -> Decimal | None:
+        return None
+
+
+@functools.lru_cache(maxsize=32)
+def _build(
+    provider: str, base_url: str, model: str, timeout: float, delay: int, api_key: str = ""
+) -> ChatModel:
     if provider == "openai":
         return OpenAIChatModel(
             base_url=base_url,
-            api_key=settings.LLM_API_KEY,
+            api_key=api_key or settings.LLM_API_KEY,
             model=model,
             timeout=timeout,
             max_retries=settings.LLM_MAX_RETRIES,
@@ -373,9 +399,25 @@ def _build(provider: str, base_url: str, model: str, timeout: float, delay: int)
     return OfflineStandIn(token_delay_ms=delay)
 
 
-def get_chat_model(model_override: str = "") -> ChatModel:
+def get_chat_model(model_override: str = "", organization_id: int | None = None) -> ChatModel:
     """The configured chat model (LLM_PROVIDER "openai" with LLM_API_KEY or LLM_BASE_URL set,
-    else the offline stand-in). A scenario may name its own model."""
+    else the offline stand-in). A scenario may name its own model; an organization with
+    its own LLM key (accounts.ProviderCredential) uses that key and endpoint."""
+    credential = provider_credential(organization_id, ProviderService.LLM)
+    if credential is not None:
+        model = model_override or settings.LLM_MODEL
+        try:
+            api_key = reveal(credential.api_key)
+        except DecryptionError as exc:
+            return UnreadableKeyModel(model, str(exc))
+        return _build(
+            "openai",
+            credential.base_url or settings.LLM_BASE_URL,
+            model,
+            settings.LLM_TIMEOUT_SECONDS,
+            0,
+            api_key,
+        )
     return _build(
         settings.LLM_PROVIDER,
         settings.LLM_BASE_URL,

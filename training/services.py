@@ -204,7 +204,7 @@ def generate_reply(reply_id: int) -> Message | None:
     learner_message = (
         session.messages.filter(role=MessageRole.LEARNER, pk__lt=reply.pk).order_by("-pk").first()
     )
-    model = get_chat_model(session.scenario.llm_model)
+    model = get_chat_model(session.scenario.llm_model, session.scenario.organization_id)
     received = time.perf_counter()
     parts: list[str] = []
     first_token_ms: int | None = None
@@ -314,7 +314,7 @@ def grade_session(session_id: int) -> Evaluation:
         return evaluation
     rubric = list(session.scenario.rubric_items.all())
     transcript, learner_texts = transcript_of(session)
-    model = get_chat_model(session.scenario.llm_model)
+    model = get_chat_model(session.scenario.llm_model, session.scenario.organization_id)
     if not learner_texts:
         evaluation.status = EvaluationStatus.FAILED
         evaluation.error = "Nothing to grade: the learner did not write anything."

@@ -45,3 +45,19 @@ def make_api_key(organization, role=Role.MANAGER, name="CI server"):
         organization=organization, name=name, prefix=prefix, key_hash=key_hash, role=role
     )
     return api_key, full_key
+
+
+def enrol_second_factor(user):
+    """Give `user` a confirmed authenticator; returns (device, recovery codes)."""
+    from accounts import second_factor
+    from accounts.models import AuthenticatorDevice
+
+    device = AuthenticatorDevice.objects.create(user=user, name="Phone", confirmed=True)
+    return device, second_factor._new_recovery_codes(user)
+
+
+def totp_code(device, steps_from_now=0):
+    """The code an authenticator app shows now (or `steps_from_now` 30-second steps away)."""
+    totp = device.totp()
+    totp.drift = steps_from_now
+    return f"{totp.token():06d}"

@@ -2,6 +2,8 @@
 
 import pytest
 
+from conftest import SCREENSHOTS
+
 pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
 
 
@@ -29,3 +31,67 @@ def test_a_wrong_password_shows_one_plain_message(page, bob):
     alert = page.get_by_role("alert")
     assert "Those sign-in details are not right." in alert.inner_text()
     assert page.console_errors == []
+
+
+def code_from_shown_secret(secret, steps_from_now=0):
+    """What an authenticator app computes from the key typed in by hand."""
+    import base64
+
+    from django_otp.oath import TOTP
+
+    compact = secret.replace(" ", "")
+    key = base64.b32decode(compact + "=" * (-len(compact) % 8))
+    totp = TOTP(key, step=30, digits=6)
+    totp.drift = steps_from_now
+    return f"{totp.token():06d}"
+
+
+def sign_out(page):
+    page.get_by_role("button", name="Sign out").first.click()
+    page.get_by_role("heading", name="Sign in").wait_for()
+
+
+def enter_code(page, code):
+    page.get_by_label("Code").fill(code)
+    page.get_by_role("button", name="Verify").click()
+
+
+def test_a_manager_enrols_a_second_factor_and_signs_in_with_codes(page, acme, alice, password):
+    acme.require_second_factor = True
+    acme.save()
+
+    # The organization requires it: after the password comes enrolment, nothing else.
+    sign_in(page, alice.email, password)
+    page.get_by_role("heading", name="Set up two-factor sign-in").wait_for()
+    assert page.locator(".qr svg").count() == 1
+    secret = page.locator("#totp-secret").inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "two_factor_setup.png"), full_page=True)
+    page.get_by_label("Code from the app").fill(code_from_shown_secret(secret))
+    page.get_by_role("button", name="Confirm").click()
+    page.get_by_role("heading", name="Two-factor sign-in is on").wait_for()
+    codes = page.locator("#recovery-codes code").all_inner_texts()
+    assert len(codes) == 10
+    page.get_by_role("link", name="I have saved them, continue").click()
+    page.get_by_role("heading", name=f"Welcome, {alice.full_name}").wait_for()
+
+    # Password + code (the next step's code: the enrolment code is used up).
+    sign_out(page)
+    sign_in(page, alice.email, password)
+    page.get_by_role("heading", name="Two-factor sign-in").wait_for()
+    enter_code(page, code_from_shown_secret(secret, +1))
+    page.get_by_role("heading", name=f"Welcome, {alice.full_name}").wait_for()
+
+    # Password + a recovery code, which then no longer works.
+    sign_out(page)
+    sign_in(page, alice.email, password)
+    enter_code(page, codes[0])
+    page.get_by_role("heading", name=f"Welcome, {alice.full_name}").wait_for()
+    assert "9 left" in page.content()
+    sign_out(page)
+    sign_in(page, alice.email, password)
+    enter_code(page, codes[0])
+    alert = page.get_by_role("alert")
+    assert "That code is not right" in alert.inner_text()
+    # The only errors are the refused code's 400 (the response and Chromium's note of it).
+    assert f"400 {page.url}" in page.console_errors
+    assert all("400" in error for error in page.console_errors)

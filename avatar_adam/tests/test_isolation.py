@@ -9,7 +9,7 @@ from django.apps import apps
 from django.urls import reverse
 
 from accounts import access, audit
-from accounts.models import ApiKey, AuditEvent, Organization, Team, User
+from accounts.models import ApiKey, AuditEvent, Organization, ProviderCredential, Team, User
 from accounts.tests.factories import TeamFactory, UserFactory, make_api_key
 from avatar_adam.tests.url_walk import walk
 from knowledge import services
@@ -78,6 +78,9 @@ def foreign_object(model, globex):
         AuditEvent: lambda: audit.record(
             "apikey.created", actor=UserFactory(organization=globex, role="admin")
         ),
+        ProviderCredential: lambda: ProviderCredential.objects.get_or_create(
+            organization=globex, service="llm", defaults={"api_key": "sk-globex-secret"}
+        )[0],
     }
     if model not in makers:
         pytest.fail(f"No Globex object maker for {model.__name__}: add one to foreign_object().")

@@ -111,3 +111,40 @@ def test_repeated_failures_open_the_circuit_and_calls_fail_fast(wire):
     with pytest.raises(LLMUnavailable, match="try again"):
         list(client.stream(prompt()))
     assert len(wire.requests) == calls  # the open circuit sent nothing
+
+
+# --- an organization's own provider key (accounts.ProviderCredential) ------------------
+
+
+def test_an_organization_with_its_own_key_calls_its_endpoint_with_that_key(wire, acme, globex):
+    from accounts.models import ProviderCredential
+    from training.llm import get_chat_model
+
+    ProviderCredential.objects.create(
+        organization=acme, service="llm", base_url=wire.base_url, api_key="sk-acme-own-key"
+    )
+    answer = get_chat_model("", acme.pk).complete(
+        [{"role": "user", "content": "Hi"}], max_tokens=20
+    )
+
+    assert answer == "Hello from the wire server."
+    assert wire.requests[-1].headers["authorization"] == "Bearer sk-acme-own-key"
+    assert get_chat_model("", globex.pk).is_stand_in  # others keep the platform's model
+
+
+def test_an_unreadable_organization_key_is_a_clear_error_naming_the_field(acme):
+    from django.db import connection
+
+    from accounts.models import ProviderCredential
+    from training.llm import LLMError, get_chat_model
+
+    credential = ProviderCredential.objects.create(
+        organization=acme, service="llm", api_key="sk-acme-own-key"
+    )
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE accounts_providercredential SET api_key = 'gAAAAAtampered' WHERE id = %s",
+            [credential.pk],
+        )
+    with pytest.raises(LLMError, match=r"Cannot decrypt provider key “API key”.*enter the key"):
+        get_chat_model("", acme.pk).complete([{"role": "user", "content": "Hi"}], max_tokens=5)

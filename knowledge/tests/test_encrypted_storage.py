@@ -1,0 +1,158 @@
+"""Documents encrypted at rest when MEDIA_ENCRYPTION_KEY is set: ciphertext on disk,
+plaintext through the app (ingestion, download), streaming both ways, and tampered or
+cut files refused with a clear error."""
+
+import base64
+import os
+from pathlib import Path
+
+import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.files.base import ContentFile
+from django.core.files.storage import default_storage
+from django.test import override_settings
+
+from knowledge.models import DocumentStatus
+from knowledge.storage import (
+    RECORD_PLAIN,
+    DecryptingReader,
+    EncryptedFileSystemStorage,
+    MediaDecryptionError,
+    parse_media_key,
+)
+from knowledge.tests.factories import ingested
+from knowledge.tests.samples import make_pdf
+
+MEDIA_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
+SECRET_SENTENCE = b"The Zephyr discount code is ORCHID-2291 for renewals."
+
+
+@pytest.fixture
+def encrypted_media(tmp_path):
+    with override_settings(
+        MEDIA_ROOT=tmp_path,
+        MEDIA_ENCRYPTION_KEY=MEDIA_KEY,
+        STORAGES={
+            "default": {"BACKEND": "knowledge.storage.EncryptedFileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
+    ):
+        yield tmp_path
+
+
+def stored_bytes(root, name):
+    return (Path(root) / name).read_bytes()
+
+
+def test_files_are_ciphertext_on_disk_and_plaintext_through_open(encrypted_media):
+    for size in (0, 10, RECORD_PLAIN - 1, RECORD_PLAIN, RECORD_PLAIN + 1, 3 * RECORD_PLAIN):
+        data = (SECRET_SENTENCE * (size // len(SECRET_SENTENCE) + 1))[:size]
+        name = default_storage.save(f"documents/sample-{size}.txt", ContentFile(data))
+        on_disk = stored_bytes(encrypted_media, name)
+        assert SECRET_SENTENCE[:20] not in on_disk
+        with default_storage.open(name, "rb") as handle:
+            assert handle.read() == data
+        assert default_storage.size(name) == size
+
+
+def test_a_large_file_streams_one_record_at_a_time(encrypted_media):
+    chunks_read = []
+
+    class CountingRaw:
+        def __init__(self, path):
+            self._file = open(path, "rb")
+
+        def read(self, count=-1):
+            chunks_read.append(count)
+            return self._file.read(count)
+
+        def close(self):
+            self._file.close()
+
+    data = os.urandom(5 * 1024 * 1024)
+    name = default_storage.save("documents/large.bin", ContentFile(data))
+    reader = DecryptingReader(
+        CountingRaw(Path(encrypted_media) / name), parse_media_key(MEDIA_KEY), name
+    )
+    received = bytearray()
+    while block := reader.read(256 * 1024):
+        received.extend(block)
+    assert bytes(received) == data
+    assert max(chunks_read) <= RECORD_PLAIN + 16  # never the whole file
+
+
+@pytest.mark.parametrize("damage", ["flip", "truncate", "append", "wrong_key"])
+def test_a_changed_or_cut_file_is_refused_with_a_clear_error(encrypted_media, damage):
+    data = os.urandom(3 * RECORD_PLAIN + 100)
+    name = default_storage.save("documents/victim.bin", ContentFile(data))
+    path = Path(encrypted_media) / name
+    stored = bytearray(path.read_bytes())
+    if damage == "flip":
+        stored[len(stored) // 2] ^= 0x01
+    elif damage == "truncate":
+        stored = stored[: -(RECORD_PLAIN // 2)]
+    elif damage == "append":
+        stored += b"extra"
+    path.write_bytes(bytes(stored))
+    key = MEDIA_KEY if damage != "wrong_key" else base64.urlsafe_b64encode(os.urandom(32)).decode()
+    with override_settings(MEDIA_ENCRYPTION_KEY=key):
+        storage = EncryptedFileSystemStorage(location=encrypted_media)
+        with pytest.raises(MediaDecryptionError, match="Cannot decrypt documents/victim"):
+            with storage.open(name, "rb") as handle:
+                handle.read()
+
+
+@pytest.mark.django_db
+def test_an_encrypted_document_is_ingested_and_downloaded_as_uploaded(
+    encrypted_media, client, alice
+):
+    pdf = make_pdf(["Renewal pricing", "Ask about annual plans."])
+    document = ingested(alice, pdf, "pricing.pdf")
+
+    assert document.status == DocumentStatus.READY, document.error
+    assert document.chunk_count >= 1
+    assert b"%PDF" not in stored_bytes(encrypted_media, document.file.name)
+    text_document = ingested(alice, SECRET_SENTENCE, "pricing.md")
+    assert "ORCHID-2291" in text_document.chunks.first().text
+    assert b"ORCHID" not in stored_bytes(encrypted_media, text_document.file.name)
+
+    client.force_login(alice)
+    response = client.get(f"/knowledge/documents/{document.pk}/download/")
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == pdf
+
+
+def test_a_malformed_media_key_is_refused_naming_the_variable():
+    with pytest.raises(ImproperlyConfigured, match="MEDIA_ENCRYPTION_KEY must be 32 random"):
+        parse_media_key("too-short")
+
+
+@pytest.mark.django_db
+def test_documents_stored_before_the_key_was_set_are_encrypted_by_the_command(
+    tmp_path, alice, capsys
+):
+    from django.core.management import call_command
+
+    from knowledge.tests.factories import upload
+
+    with override_settings(MEDIA_ROOT=tmp_path):
+        document = upload(alice, SECRET_SENTENCE, "plain.txt")
+    assert stored_bytes(tmp_path, document.file.name) == SECRET_SENTENCE
+
+    with override_settings(
+        MEDIA_ROOT=tmp_path,
+        MEDIA_ENCRYPTION_KEY=MEDIA_KEY,
+        STORAGES={
+            "default": {"BACKEND": "knowledge.storage.EncryptedFileSystemStorage"},
+            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+        },
+    ):
+        call_command("encrypt_documents")
+        call_command("encrypt_documents")  # again: nothing left to do
+        output = capsys.readouterr().out
+        assert "1 encrypted, 0 already encrypted" in output
+        assert "0 encrypted, 1 already encrypted" in output
+        assert b"ORCHID" not in stored_bytes(tmp_path, document.file.name)
+        document.refresh_from_db()
+        with document.file.open("rb") as handle:
+            assert handle.read() == SECRET_SENTENCE
