@@ -136,7 +136,35 @@ def test_the_audit_page_filters_and_exports_only_the_organizations_events(
     assert "HYPERLINK" not in export.content.decode()
 
 
-def test_managers_cannot_read_the_audit_log(client, alice):
+def test_managers_read_the_audit_log_only_when_the_organization_allows_it(
+    client, acme, alice, bob, mallory
+):
+    services.create_api_key(actor=alice, name="acme key")
+    services.create_api_key(actor=mallory, name="globex key")
     client.force_login(alice)
     assert client.get(reverse("audit-log")).status_code == 403
     assert client.get(reverse("audit-log-csv")).status_code == 403
+    assert client.get(reverse("admin:accounts_auditevent_changelist")).status_code == 403
+
+    acme.managers_see_audit_log = True
+    acme.save()
+    page = client.get(reverse("audit-log")).content.decode()
+    assert "alice@acme.test" in page
+    assert "mallory@globex.test" not in page
+    assert client.get(reverse("audit-log-csv")).status_code == 200
+    assert client.get(reverse("admin:accounts_auditevent_changelist")).status_code == 200
+    client.force_login(bob)  # learners never
+    assert client.get(reverse("audit-log")).status_code == 403
+
+
+def test_changing_the_organizations_settings_is_recorded(client, acme, carol):
+    client.force_login(carol)
+    response = client.post(
+        reverse("admin:accounts_organization_change", args=[acme.pk]),
+        {"name": "Acme", "slug": "acme", "require_second_factor": "on"},
+    )
+    assert response.status_code == 302
+    event = AuditEvent.objects.get(action="org.settings_changed")
+    assert event.changes == {"require_second_factor": [False, True]}
+    assert event.actor_user == carol
+    assert event.organization_id == acme.pk

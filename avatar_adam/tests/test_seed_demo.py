@@ -27,6 +27,9 @@ def test_seed_demo_is_idempotent_and_prints_the_sign_ins():
     assert "demo-manager-2026" in first.getvalue()
     manager = User.objects.get(email="manager@demo.avataradam.local")
     assert manager.is_staff
+    # The demo manager is asked to set up a second factor on first sign-in.
+    assert manager.organization.require_second_factor
+    assert "two-factor" in first.getvalue()
     assert manager.check_password("demo-manager-2026")
 
 
