@@ -3,11 +3,14 @@
 Candidates are filtered by organization and scope inside SQL. The HNSW scan is
 iterative (pgvector 0.8), so a narrow scope still fills its candidate list instead of
 being starved by the filter. By default (`RETRIEVAL_FUSION=score`) the vector candidates
-are re-ranked by cosine similarity plus a small weight times their full-text rank;
-reciprocal rank fusion with a separate full-text list (`rrf`) is kept for comparison.
-Measured on our evaluation set (BENCHMARKS.md), plain any-term full text is much weaker
-than vectors, and RRF let it push good vector hits down. Results are cached
-in Redis per (organization, knowledge version, scope, mode, normalized query).
+are re-ranked by cosine similarity, plus a small weight times their passage's full-text
+rank, plus a weight times how well their whole *document* matches the question's words
+(BM25 over the document's passages, `_document_matches`); reciprocal rank fusion with a
+separate full-text list (`rrf`) is kept for comparison. Measured on our evaluation sets
+(BENCHMARKS.md), plain any-term full text of one passage is much weaker than vectors and
+RRF let it push good vector hits down, while the document-level word match is the lexical
+signal that adds to the vectors. Results are cached in Redis per (organization, knowledge
+version, scope, mode, normalized query).
 """
 
 from __future__ import annotations
@@ -28,6 +31,10 @@ from knowledge.services import knowledge_version
 
 Mode = Literal["hybrid", "vector", "text"]
 RRF_K = 60
+# Weight of the document-level word match in score fusion (0 turns it off), and the usual
+# BM25 constants; chosen on the first evaluation set, see BENCHMARKS.md.
+DOCUMENT_WEIGHT = 0.15
+BM25_K1, BM25_B = 1.2, 0.75
 MAX_QUERY_CHARS = 2000
 MARK_START, MARK_END = "\x02", "\x03"
 
@@ -151,15 +158,58 @@ def _fuse(
     return [(cid, score, vector_rank.get(cid), text_rank.get(cid)) for cid, score in ordered]
 
 
+def _document_matches(
+    organization_id: int, query: str, document_ids: list[int]
+) -> dict[int, float]:
+    """How well each document as a whole matches the question's words: BM25 with a term's
+    frequency in a document counted as the number of its passages that contain the term,
+    and the document's length as its number of passages (average over the organization's
+    ready documents). No inverse document frequency: counting, per query, the documents
+    that hold a common word over the whole organization cost more than the rest of the
+    query together, and it made little difference on our evaluation sets.
+
+    A passage from a document that is about the question's words (a short page on
+    `atexit` for "run cleanup code when my program exits") is more likely to answer it
+    than an equally similar passage from a page that mentions them once. The work is
+    bounded by the passages of the candidates' documents, found through the
+    document_id index.
+    """
+    if not document_ids:
+        return {}
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "WITH terms AS (SELECT DISTINCT unnest(tsvector_to_array("
+            "  to_tsvector('english', %s))) AS lexeme),"
+            " counts AS (SELECT c.document_id, t.lexeme, count(*) AS passages"
+            "  FROM knowledge_chunk c JOIN terms t"
+            "  ON c.search_vector @@ quote_literal(t.lexeme)::tsquery"
+            "  WHERE c.organization_id = %s AND c.document_id = ANY(%s)"
+            "  GROUP BY c.document_id, t.lexeme)"
+            " SELECT counts.document_id, d.chunk_count, counts.passages,"
+            " (SELECT avg(chunk_count) FROM knowledge_document"
+            "  WHERE organization_id = %s AND status = 'ready')"
+            " FROM counts JOIN knowledge_document d ON d.id = counts.document_id",
+            [query, organization_id, document_ids, organization_id],
+        )
+        scores: dict[int, float] = {}
+        for document_id, length, passages, average in cursor.fetchall():
+            norm = 1 - BM25_B + BM25_B * (length or 1) / float(average or 1)
+            tf_part = passages * (BM25_K1 + 1) / (passages + BM25_K1 * norm)
+            scores[document_id] = scores.get(document_id, 0.0) + tf_part
+    return scores
+
+
 def _score_fuse(
     organization_id: int,
     vector: list[float],
     query: str,
     vector_ids: list[int],
     lexical_weight: float,
+    document_weight: float = DOCUMENT_WEIGHT,
 ) -> list[tuple[int, float, int | None, int | None]]:
     """Re-rank the vector candidates by cosine similarity plus `lexical_weight` times their
-    full-text rank scaled to the best one.
+    full-text rank and `document_weight` times their document's word match
+    (`_document_matches`), each scaled to the best among the candidates.
 
     Measured on our evaluation set this is the fusion that earns its place: reciprocal
     rank fusion with a separate any-term full-text list let noisy word matches push good
@@ -172,11 +222,17 @@ def _score_fuse(
         cursor.execute(
             "WITH q AS (SELECT " + _any_term_query_sql() + " AS query) "
             "SELECT c.id, 1 - (c.embedding <=> %s::vector),"
-            " ts_rank_cd(c.search_vector, q.query, 1)"
+            " ts_rank_cd(c.search_vector, q.query, 1), c.document_id"
             " FROM knowledge_chunk c, q WHERE c.organization_id = %s AND c.id = ANY(%s)",
             [query, _vector_literal(vector), organization_id, vector_ids],
         )
-        features = {row[0]: (float(row[1] or 0.0), float(row[2] or 0.0)) for row in cursor}
+        rows = cursor.fetchall()
+    features = {row[0]: (float(row[1] or 0.0), float(row[2] or 0.0)) for row in rows}
+    document_of = {row[0]: row[3] for row in rows}
+    documents: dict[int, float] = {}
+    if document_weight:
+        documents = _document_matches(organization_id, query, sorted(set(document_of.values())))
+    best_document = max(documents.values(), default=0.0) or 1.0
     best_lexical = max((lexical for _, lexical in features.values()), default=0.0) or 1.0
     vector_rank = {chunk_id: rank for rank, chunk_id in enumerate(vector_ids, start=1)}
     lexical_order = sorted(
@@ -185,7 +241,12 @@ def _score_fuse(
     )
     text_rank = {chunk_id: rank for rank, chunk_id in enumerate(lexical_order, start=1)}
     scored = [
-        (chunk_id, similarity + lexical_weight * lexical / best_lexical)
+        (
+            chunk_id,
+            similarity
+            + lexical_weight * lexical / best_lexical
+            + document_weight * documents.get(document_of[chunk_id], 0.0) / best_document,
+        )
         for chunk_id, (similarity, lexical) in features.items()
     ]
     scored.sort(key=lambda item: (-item[1], item[0]))
@@ -257,6 +318,7 @@ def retrieve_passages(
     use_cache: bool = True,
     lexical_weight: float | None = None,
     fusion: str | None = None,
+    document_weight: float = DOCUMENT_WEIGHT,
 ) -> list[Passage]:
     """The passages of the organization's knowledge (within `scope`) that best answer `query`.
 
@@ -275,7 +337,7 @@ def retrieve_passages(
         digest = hashlib.sha256(normalized.encode()).hexdigest()[:32]
         key = (
             f"retrieval:{organization_id}:{knowledge_version(organization_id)}:{mode}:{limit}"
-            f":{fusion}:{weight}:{scope.cache_part()}:{digest}"
+            f":{fusion}:{weight}:{document_weight}:{scope.cache_part()}:{digest}"
         )
         cached = cache.get(key)
         if cached is not None:
@@ -298,7 +360,9 @@ def retrieve_passages(
         text_ids = _text_candidates(organization_id, normalized, scope, candidates)
         RETRIEVAL_SECONDS.labels("text_sql").observe(time.perf_counter() - started)
     if mode == "hybrid" and fusion == "score":
-        ranked = _score_fuse(organization_id, vector, normalized, vector_ids, weight)
+        ranked = _score_fuse(
+            organization_id, vector, normalized, vector_ids, weight, document_weight
+        )
     else:
         ranked = _fuse(vector_ids, text_ids, weight)
     ranked = ranked[:limit]

@@ -5,7 +5,13 @@ from django.core.cache import cache
 from prometheus_client import REGISTRY
 
 from knowledge import services
-from knowledge.retrieval import InvalidQuery, KnowledgeScope, retrieve_passages
+from knowledge.embeddings import get_embedder
+from knowledge.retrieval import (
+    InvalidQuery,
+    KnowledgeScope,
+    _document_matches,
+    retrieve_passages,
+)
 from knowledge.tests import samples
 from knowledge.tests.factories import ingested
 
@@ -115,3 +121,75 @@ def test_the_cache_lives_in_redis(alice, policies):
     retrieve_passages(organization_id=alice.organization_id, query="batteries")
     client = cache._cache.get_client()
     assert any(b"retrieval:" in key for key in client.keys("*"))
+
+
+class SameVectorEmbedder:
+    """Every text gets the same vector, so only the word signals can order the passages."""
+
+    model_id = "test/same-vector"
+
+    def __init__(self, dimensions):
+        self.dimensions = dimensions
+
+    def embed(self, texts):
+        return [[1.0] + [0.0] * (self.dimensions - 1) for _ in texts]
+
+
+EXIT_HANDLERS_MD = """# Exit handlers
+
+Register a cleanup function and it runs when the program exits normally.
+
+## Order
+
+Cleanup functions registered for exit run in reverse order when the program exits.
+"""
+
+GRAB_BAG_MD = "# Grab bag\n\n" + "\n\n".join(
+    [f"## Topic {n}\n\nColours, trains, recipes and gardening tips, note {n}." for n in range(6)]
+    + ["## Odds and ends\n\nSome cleanup code may run when the program exits."]
+)
+
+
+@pytest.fixture
+def same_vector(settings):
+    settings.CHUNK_TARGET_TOKENS = 30
+    settings.CHUNK_OVERLAP_TOKENS = 0
+    return SameVectorEmbedder(get_embedder().dimensions)
+
+
+def test_a_document_about_the_question_words_outranks_one_that_mentions_them(alice, same_vector):
+    focused = ingested(alice, EXIT_HANDLERS_MD.encode(), "exits.md", embedder=same_vector)
+    grab_bag = ingested(alice, GRAB_BAG_MD.encode(), "grab-bag.md", embedder=same_vector)
+    assert grab_bag.chunk_count > focused.chunk_count > 1
+    query = "run cleanup code when my program exits"
+
+    scores = _document_matches(alice.organization_id, query, [focused.pk, grab_bag.pk])
+    assert scores[focused.pk] > scores[grab_bag.pk] > 0
+
+    passages = retrieve_passages(
+        organization_id=alice.organization_id,
+        query=query,
+        limit=3,
+        embedder=same_vector,
+        use_cache=False,
+        lexical_weight=0.0,
+        fusion="score",
+    )
+    # Equal cosine similarity everywhere: the document-level word match decides.
+    assert passages[0].document_id == focused.pk
+    by_document = {}
+    for passage in passages:
+        by_document.setdefault(passage.document_id, passage.score)
+    assert by_document[focused.pk] > by_document.get(grab_bag.pk, 0)
+
+
+def test_document_matches_ignore_documents_without_the_words_and_other_organizations(
+    alice, mallory, same_vector
+):
+    focused = ingested(alice, EXIT_HANDLERS_MD.encode(), "exits.md", embedder=same_vector)
+    unrelated = ingested(alice, b"Colours and trains only.", "other.txt", embedder=same_vector)
+    theirs = ingested(mallory, EXIT_HANDLERS_MD.encode(), "exits.md", embedder=same_vector)
+    candidates = [focused.pk, unrelated.pk, theirs.pk]
+    scores = _document_matches(alice.organization_id, "cleanup when the program exits", candidates)
+    assert set(scores) == {focused.pk}
+    assert _document_matches(alice.organization_id, "cleanup", []) == {}
