@@ -24,7 +24,6 @@ from accounts import access, audit, services
 from accounts.encryption import CannotDecrypt
 from accounts.models import (
     ApiKey,
-    AuditAction,
     AuditEvent,
     Organization,
     ProviderCredential,
@@ -117,8 +116,6 @@ class OrganizationAdmin(OrganizationScopedAdmin):
     def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return access.is_org_admin(request.user)
 
-    SETTINGS = ("name", "require_second_factor", "managers_see_audit_log")
-
     def save_model(
         self, request: HttpRequest, obj: Any, form: forms.ModelForm, change: bool
     ) -> None:
@@ -126,18 +123,13 @@ class OrganizationAdmin(OrganizationScopedAdmin):
         with transaction.atomic():
             super(OrganizationScopedAdmin, self).save_model(request, obj, form, change)
             if previous is not None:
-                changes = audit.diff(
-                    {name: getattr(previous, name) for name in self.SETTINGS},
-                    {name: getattr(obj, name) for name in self.SETTINGS},
+                services.record_organization_changes(
+                    actor=request.user,
+                    organization=obj,
+                    before={
+                        name: getattr(previous, name) for name in services.ORGANIZATION_SETTINGS
+                    },
                 )
-                if changes:
-                    audit.record(
-                        AuditAction.ORG_SETTINGS_CHANGED,
-                        actor=request.user,
-                        organization_id=obj.pk,
-                        target=obj,
-                        changes=changes,
-                    )
 
 
 class ProviderCredentialForm(forms.ModelForm):

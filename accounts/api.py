@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
+import django_filters
+from django.contrib.auth.forms import PasswordResetForm
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.core.exceptions import ValidationError as DjangoValidationError
+from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
 from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, ValidationError
@@ -21,8 +24,24 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import access, second_factor, services
-from accounts.models import API_KEY_ROLES, ApiKey, Team, User
-from accounts.pagination import PagePagination
+from accounts.filtering import (
+    MAX_ID,
+    FilteredCursorList,
+    FilteredList,
+    IdFilter,
+    UtcDateTimeFilter,
+)
+from accounts.models import (
+    API_KEY_ROLES,
+    ApiKey,
+    AuditAction,
+    AuditEvent,
+    Organization,
+    Role,
+    Team,
+    User,
+)
+from accounts.pagination import NewestFirstCursorPagination, PagePagination
 
 
 class IsManager(BasePermission):
@@ -284,9 +303,38 @@ class TeamSerializer(serializers.ModelSerializer):
         return [member.pk for member in team.members.all()]
 
 
-class TeamListView(ListAPIView):
+class TeamFilter(django_filters.FilterSet):
+    name = django_filters.CharFilter(lookup_expr="icontains")
+    member = IdFilter(field_name="members")
+
+    class Meta:
+        model = Team
+        fields = ["name", "member"]
+
+
+@extend_schema_serializer(component_name="TeamWriteRequest")
+class TeamWriteSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    members = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        required=False,
+        max_length=5000,
+        help_text="Ids of the team's people (replaces the list when given).",
+    )
+
+
+def _call(service: Any, **kwargs: Any) -> Any:
+    try:
+        return service(**kwargs)
+    except (DjangoPermissionDenied, DjangoValidationError) as exc:
+        raise_as_api_error(exc)
+
+
+class TeamListView(FilteredList, ListAPIView):
     serializer_class = TeamSerializer
     pagination_class = PagePagination
+    filterset_class = TeamFilter
+    ordering_fields = ["name", "created_at"]
 
     def get_queryset(self):  # noqa: ANN201 - a queryset
         return access.scope(self.request.user, Team.objects.prefetch_related("members"))
@@ -295,6 +343,17 @@ class TeamListView(ListAPIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
+    @extend_schema(request=TeamWriteSerializer, responses={201: TeamSerializer},
+                   summary="Create a team (managers)")  # fmt: skip
+    def post(self, request: Request) -> Response:
+        if not access.is_manager(request.user):
+            raise PermissionDenied("Only managers can create teams.")
+        data = TeamWriteSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        team = _call(services.create_team, actor=request.user, name=data.validated_data["name"],
+                     member_ids=data.validated_data.get("members", []))  # fmt: skip
+        return Response(TeamSerializer(team).data, status=status.HTTP_201_CREATED)
+
 
 class TeamDetailView(APIView):
     @extend_schema(responses=TeamSerializer)
@@ -302,11 +361,86 @@ class TeamDetailView(APIView):
         team = access.access_or_404(request.user, Team.objects.prefetch_related("members"), pk=pk)
         return Response(TeamSerializer(team).data)
 
+    @extend_schema(request=TeamWriteSerializer, responses=TeamSerializer,
+                   summary="Rename a team or set its members (managers)")  # fmt: skip
+    def patch(self, request: Request, pk: int) -> Response:
+        if not access.is_manager(request.user):
+            raise PermissionDenied("Only managers can change teams.")
+        data = TeamWriteSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        team = _call(services.update_team, actor=request.user, team_id=pk,
+                     name=data.validated_data.get("name"),
+                     member_ids=data.validated_data.get("members"))  # fmt: skip
+        return Response(TeamSerializer(team).data)
 
-class UserListView(ListAPIView):
+    @extend_schema(responses={204: None}, summary="Delete a team (managers)")
+    def delete(self, request: Request, pk: int) -> Response:
+        if not access.is_manager(request.user):
+            raise PermissionDenied("Only managers can delete teams.")
+        _call(services.delete_team, actor=request.user, team_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class UserFilter(django_filters.FilterSet):
+    role = django_filters.ChoiceFilter(choices=Role.choices)
+    is_active = django_filters.BooleanFilter()
+    team = IdFilter(field_name="teams")
+    email = django_filters.CharFilter(lookup_expr="icontains")
+
+    class Meta:
+        model = User
+        fields = ["role", "is_active", "team", "email"]
+
+
+@extend_schema_serializer(component_name="UserCreateRequest")
+class UserCreateSerializer(serializers.Serializer):
+    email = serializers.EmailField(max_length=254)
+    full_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    role = serializers.ChoiceField(choices=Role.choices, default=Role.LEARNER)
+    teams = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        required=False,
+        max_length=500,
+    )
+
+
+@extend_schema_serializer(component_name="UserUpdateRequest")
+class UserUpdateSerializer(serializers.Serializer):
+    full_name = serializers.CharField(max_length=200, required=False, allow_blank=True)
+    role = serializers.ChoiceField(choices=Role.choices, required=False)
+    is_active = serializers.BooleanField(required=False)
+    teams = serializers.ListField(
+        child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+        required=False,
+        max_length=500,
+    )
+
+
+class WelcomeForm(PasswordResetForm):
+    """The password-reset email, for a new person who has no password yet."""
+
+    def get_users(self, email: str) -> Any:
+        return User.objects.filter(email__iexact=email, is_active=True)
+
+
+def send_welcome(request: Request, user: User) -> None:
+    """The new person chooses their password through the password-reset link."""
+    form = WelcomeForm(data={"email": user.email})
+    if form.is_valid():
+        form.save(
+            request=request._request,
+            use_https=request.is_secure(),
+            subject_template_name="registration/welcome_subject.txt",
+            email_template_name="registration/welcome_email.txt",
+        )
+
+
+class UserListView(FilteredList, ListAPIView):
     permission_classes = [IsManager]
     serializer_class = UserSerializer
     pagination_class = PagePagination
+    filterset_class = UserFilter
+    ordering_fields = ["email", "full_name", "date_joined", "role"]
 
     def get_queryset(self):  # noqa: ANN201 - a queryset
         return access.scope(self.request.user, User.objects.prefetch_related("teams"))
@@ -315,9 +449,117 @@ class UserListView(ListAPIView):
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
+    @extend_schema(request=UserCreateSerializer, responses={201: UserSerializer},
+                   summary="Add a person (they get an email to choose a password)")  # fmt: skip
+    def post(self, request: Request) -> Response:
+        data = UserCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        values = data.validated_data
+        user = _call(services.create_user, actor=request.user, email=values["email"],
+                     full_name=values.get("full_name", ""), role=values["role"],
+                     team_ids=values.get("teams", []))  # fmt: skip
+        transaction.on_commit(lambda: send_welcome(request, user))
+        return Response(UserSerializer(user).data, status=status.HTTP_201_CREATED)
+
 
 class UserDetailView(APIView):
     @extend_schema(responses=UserSerializer)
     def get(self, request: Request, pk: int) -> Response:
         user = access.access_or_404(request.user, User.objects.prefetch_related("teams"), pk=pk)
         return Response(UserSerializer(user).data)
+
+    @extend_schema(request=UserUpdateSerializer, responses=UserSerializer,
+                   summary="Change a person's name, role, teams or active flag")  # fmt: skip
+    def patch(self, request: Request, pk: int) -> Response:
+        if not access.is_manager(request.user):
+            raise PermissionDenied("Only managers can change people.")
+        data = UserUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        values = dict(data.validated_data)
+        if "teams" in values:
+            values["team_ids"] = values.pop("teams")
+        user = _call(services.update_user, actor=request.user, user_id=pk, **values)
+        return Response(UserSerializer(User.objects.get(pk=user.pk)).data)
+
+
+# --- the caller's organization ---------------------------------------------------------
+
+
+class OrganizationSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = Organization
+        fields = ["id", "name", "slug", "require_second_factor", "managers_see_audit_log",
+                  "created_at"]  # fmt: skip
+        read_only_fields = ["id", "slug", "created_at"]
+
+
+class OrganizationView(APIView):
+    """The caller's organization: everyone reads it, organization admins change it."""
+
+    @extend_schema(responses=OrganizationSerializer, summary="Your organization")
+    def get(self, request: Request) -> Response:
+        organization = access.access_or_404(
+            request.user, Organization, pk=request.user.organization_id or 0
+        )
+        return Response(OrganizationSerializer(organization).data)
+
+    @extend_schema(request=OrganizationSerializer, responses=OrganizationSerializer,
+                   summary="Change the name and settings (organization admins)")  # fmt: skip
+    def patch(self, request: Request) -> Response:
+        data = OrganizationSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        organization = _call(services.update_organization, actor=request.user,
+                             **data.validated_data)  # fmt: skip
+        return Response(OrganizationSerializer(organization).data)
+
+
+# --- the audit log (read-only) ----------------------------------------------------------
+
+
+class AuditEventSerializer(serializers.ModelSerializer):
+    class Meta:
+        model = AuditEvent
+        fields = ["id", "created_at", "actor_label", "actor_user", "actor_api_key", "action",
+                  "target_type", "target_id", "changes", "ip", "user_agent",
+                  "request_id"]  # fmt: skip
+        read_only_fields = fields
+
+
+class AuditEventFilter(django_filters.FilterSet):
+    action = django_filters.ChoiceFilter(choices=AuditAction.choices)
+    actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains")
+    since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+    until = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")
+    target_type = django_filters.CharFilter()
+    target_id = django_filters.CharFilter()
+
+    class Meta:
+        model = AuditEvent
+        fields = ["action", "actor", "since", "until", "target_type", "target_id"]
+
+
+class AuditCursorPagination(NewestFirstCursorPagination):
+    ordering = "-created_at"
+
+
+class AuditEventListView(FilteredCursorList, ListAPIView):
+    """The organization's audit log, newest first: organization admins, and managers when
+    the organization allows it. The organization always comes from the caller."""
+
+    serializer_class = AuditEventSerializer
+    pagination_class = AuditCursorPagination
+    filterset_class = AuditEventFilter
+
+    def get_queryset(self):  # noqa: ANN201 - a queryset
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return AuditEvent.objects.none()
+        if not access.can_read_audit_log(self.request.user):
+            raise PermissionDenied(
+                "Only organization admins (and managers, where the organization allows it) "
+                "can read the audit log."
+            )
+        return access.scope(self.request.user, AuditEvent.objects.all())
+
+    @extend_schema(summary="Audit events", operation_id="audit_events_list")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)

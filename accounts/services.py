@@ -19,6 +19,7 @@ from accounts.models import (
     ProviderCredential,
     ProviderService,
     Role,
+    Team,
     User,
 )
 
@@ -151,3 +152,165 @@ def provider_credential(organization_id: int | None, service: ProviderService | 
     return ProviderCredential.objects.filter(
         organization_id=organization_id, service=service
     ).first()
+
+
+# --- people and teams (API and admin share these) ---------------------------------------
+
+
+def _require_manager(actor: Actor) -> None:
+    if not access.is_manager(actor) or not actor.organization_id:
+        raise PermissionDenied("Only managers and organization admins of an organization can.")
+
+
+def _members(actor: Actor, member_ids: list[int]) -> list[User]:
+    """People of the actor's organization; a foreign or unknown id is refused by name."""
+    members = list(access.scope(actor, User.objects.filter(pk__in=member_ids)))
+    missing = sorted(set(member_ids) - {member.pk for member in members})
+    if missing:
+        raise ValidationError({"members": f"No such person in your organization: {missing}."})
+    return members
+
+
+@transaction.atomic
+def create_team(*, actor: Actor, name: str, member_ids: list[int] | None = None) -> Team:
+    _require_manager(actor)
+    name = (name or "").strip()
+    if not name:
+        raise ValidationError({"name": "Give the team a name."})
+    if Team.objects.filter(organization_id=actor.organization_id, name__iexact=name).exists():
+        raise ValidationError({"name": f"There is already a team called “{name}”."})
+    team = Team.objects.create(organization_id=actor.organization_id, name=name[:200])
+    members = _members(actor, member_ids or [])
+    team.members.set(members)
+    audit.record(AuditAction.TEAM_CREATED, actor=actor, target=team,
+                 changes={"name": team.name, "members": sorted(m.pk for m in members)})  # fmt: skip
+    return team
+
+
+@transaction.atomic
+def update_team(
+    *, actor: Actor, team_id: int, name: str | None = None, member_ids: list[int] | None = None
+) -> Team:
+    _require_manager(actor)
+    team = access.access_or_404(actor, Team.objects.select_for_update(), pk=team_id)
+    before = {"name": team.name, "members": sorted(team.members.values_list("pk", flat=True))}
+    if name is not None:
+        name = name.strip()
+        if not name:
+            raise ValidationError({"name": "Give the team a name."})
+        clash = Team.objects.filter(organization_id=team.organization_id, name__iexact=name)
+        if clash.exclude(pk=team.pk).exists():
+            raise ValidationError({"name": f"There is already a team called “{name}”."})
+        team.name = name[:200]
+        team.save(update_fields=["name"])
+    if member_ids is not None:
+        team.members.set(_members(actor, member_ids))
+    after = {"name": team.name, "members": sorted(team.members.values_list("pk", flat=True))}
+    if changes := audit.diff(before, after):
+        audit.record(AuditAction.TEAM_UPDATED, actor=actor, target=team, changes=changes)
+    return team
+
+
+@transaction.atomic
+def delete_team(*, actor: Actor, team_id: int) -> None:
+    _require_manager(actor)
+    team = access.access_or_404(actor, Team, pk=team_id)
+    audit.record(AuditAction.TEAM_DELETED, actor=actor, target=team, changes={"name": team.name})
+    team.delete()
+
+
+def _check_role_change(actor: Actor, role: str, target: User | None) -> None:
+    if role not in Role.values:
+        raise ValidationError({"role": f"Choose one of: {', '.join(Role.values)}."})
+    if role == Role.ADMIN and not access.is_org_admin(actor):
+        raise PermissionDenied("Only organization admins can make organization admins.")
+    if target is not None and target.role == Role.ADMIN and not access.is_org_admin(actor):
+        raise PermissionDenied("Only organization admins can change an organization admin.")
+
+
+@transaction.atomic
+def create_user(
+    *,
+    actor: Actor,
+    email: str,
+    full_name: str = "",
+    role: str = Role.LEARNER,
+    team_ids: list[int] | None = None,
+) -> User:
+    """Add a person to the actor's organization. They get no password: they choose one
+    through the password-reset email the caller sends (see `send_welcome`)."""
+    _require_manager(actor)
+    _check_role_change(actor, role, None)
+    email = (email or "").strip().lower()
+    if User.objects.filter(email__iexact=email).exists():
+        raise ValidationError({"email": "Someone already uses this email address."})
+    teams = list(access.scope(actor, Team.objects.filter(pk__in=team_ids or [])))
+    if len(teams) != len(set(team_ids or [])):
+        raise ValidationError({"teams": "No such team in your organization."})
+    user = User.objects.create_user(
+        email, None, full_name=full_name[:200], organization_id=actor.organization_id, role=role
+    )
+    for team in teams:
+        team.members.add(user)
+    audit.record(AuditAction.USER_CREATED, actor=actor, target=user,
+                 changes={"email": user.email, "role": role})  # fmt: skip
+    return user
+
+
+@transaction.atomic
+def update_user(*, actor: Actor, user_id: int, **changes: Any) -> User:
+    """Change a person's name, role, active flag or teams (managers; admins for admins)."""
+    _require_manager(actor)
+    user = access.access_or_404(actor, User.objects.select_for_update(), pk=user_id)
+    before = {"role": user.role, "is_active": user.is_active}
+    if "role" in changes and changes["role"] != user.role:
+        _check_role_change(actor, changes["role"], user)
+    elif user.role == Role.ADMIN and not access.is_org_admin(actor):
+        raise PermissionDenied("Only organization admins can change an organization admin.")
+    if user.pk == actor.pk and (changes.get("is_active") is False or "role" in changes):
+        raise ValidationError("You cannot change your own role or deactivate yourself.")
+    for name in ("full_name", "role", "is_active"):
+        if name in changes:
+            setattr(user, name, changes[name])
+    user.save()
+    if "team_ids" in changes:
+        team_ids = changes["team_ids"] or []
+        teams = list(access.scope(actor, Team.objects.filter(pk__in=team_ids)))
+        if len(teams) != len(set(team_ids)):
+            raise ValidationError({"teams": "No such team in your organization."})
+        user.teams.set(teams)
+    record_user_changes(actor=actor, user=user, before=before)
+    on_user_access_changed(
+        user,
+        deactivated=before["is_active"] and not user.is_active,
+        demoted=before["role"] in (Role.MANAGER, Role.ADMIN) and user.role == Role.LEARNER,
+    )
+    return user
+
+
+ORGANIZATION_SETTINGS = ("name", "require_second_factor", "managers_see_audit_log")
+
+
+@transaction.atomic
+def update_organization(*, actor: Actor, **changes: Any) -> Organization:
+    """Change the actor's organization's name and settings (organization admins)."""
+    if not access.is_org_admin(actor) or not actor.organization_id:
+        raise PermissionDenied("Only organization admins can change the organization.")
+    organization = Organization.objects.select_for_update().get(pk=actor.organization_id)
+    before = {name: getattr(organization, name) for name in ORGANIZATION_SETTINGS}
+    for name, value in changes.items():
+        if name in ORGANIZATION_SETTINGS:
+            setattr(organization, name, value)
+    organization.save()
+    record_organization_changes(actor=actor, organization=organization, before=before)
+    return organization
+
+
+def record_organization_changes(
+    *, actor: Actor, organization: Organization, before: dict[str, Any]
+) -> None:
+    after = {name: getattr(organization, name) for name in ORGANIZATION_SETTINGS}
+    if changes := audit.diff(before, after):
+        audit.record(AuditAction.ORG_SETTINGS_CHANGED, actor=actor,
+                     organization_id=organization.pk, target=organization,
+                     changes=changes)  # fmt: skip

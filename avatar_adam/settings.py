@@ -96,6 +96,7 @@ INSTALLED_APPS = [
     "csp",
     "axes",
     "django_otp",
+    "django_filters",
     "django_htmx",
     "template_partials",
     "django_celery_results",
@@ -453,7 +454,7 @@ RETRIEVAL_CACHE_SECONDS = env.int("RETRIEVAL_CACHE_SECONDS", default=24 * 60 * 6
 RETRIEVAL_EF_SEARCH = env.int("RETRIEVAL_EF_SEARCH", default=100)
 RETRIEVAL_CANDIDATES = env.int("RETRIEVAL_CANDIDATES", default=40)
 RETRIEVAL_FUSION = env("RETRIEVAL_FUSION", default="score")  # "score" or "rrf"
-RETRIEVAL_LEXICAL_WEIGHT = env.float("RETRIEVAL_LEXICAL_WEIGHT", default=0.02)
+RETRIEVAL_LEXICAL_WEIGHT = env.float("RETRIEVAL_LEXICAL_WEIGHT", default=0.0)
 
 # --- Conversation engine ----------------------------------------------------------------
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import django_filters
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -16,11 +17,12 @@ from rest_framework.views import APIView
 
 from accounts import access
 from accounts.api import IsManager
+from accounts.filtering import MAX_ID, FilteredList, UtcDateTimeFilter
 from accounts.idempotency import IdempotencyGuard
 from accounts.pagination import PagePagination
 from knowledge import services
 from knowledge.extraction import UnsupportedDocument
-from knowledge.models import Document
+from knowledge.models import Document, DocumentFormat, DocumentStatus
 from knowledge.retrieval import InvalidQuery, KnowledgeScope, retrieve_passages
 
 
@@ -55,13 +57,27 @@ class UploadedDocumentSerializer(DocumentSerializer):
         read_only_fields = fields
 
 
-class DocumentListCreateView(ListAPIView):
+class DocumentFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=DocumentStatus.choices)
+    format = django_filters.ChoiceFilter(choices=DocumentFormat.choices)
+    collection = django_filters.CharFilter()
+    title = django_filters.CharFilter(lookup_expr="icontains")
+    uploaded_since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
+
+    class Meta:
+        model = Document
+        fields = ["status", "format", "collection", "title", "uploaded_since"]
+
+
+class DocumentListCreateView(FilteredList, ListAPIView):
     """List the organization's documents, or upload one (answers at once, 202 queued)."""
 
     permission_classes = [IsManager]
     parser_classes = [MultiPartParser]
     serializer_class = DocumentSerializer
     pagination_class = PagePagination
+    filterset_class = DocumentFilter
+    ordering_fields = ["created_at", "title", "size_bytes", "status"]
 
     def get_queryset(self):  # noqa: ANN201 - a queryset
         return access.scope(self.request.user, Document.objects.all())
@@ -166,7 +182,9 @@ class SearchView(APIView):
             child=serializers.CharField(max_length=100), required=False, default=list
         )
         document_ids = serializers.ListField(
-            child=serializers.IntegerField(), required=False, default=list
+            child=serializers.IntegerField(min_value=1, max_value=MAX_ID),
+            required=False,
+            default=list,
         )
 
     @extend_schema(request=InputSerializer, responses=SearchResultSerializer,

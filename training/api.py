@@ -8,9 +8,11 @@ import json
 from collections.abc import AsyncIterator
 from typing import Any
 
+import django_filters
 from django.conf import settings
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import StreamingHttpResponse
+from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiResponse,
@@ -27,6 +29,13 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts import access
+from accounts.filtering import (
+    MAX_ID,
+    FilteredCursorList,
+    FilteredList,
+    IdFilter,
+    UtcDateTimeFilter,
+)
 from accounts.idempotency import IdempotencyGuard
 from accounts.pagination import (
     NewestFirstCursorPagination,
@@ -34,13 +43,16 @@ from accounts.pagination import (
     PagePagination,
 )
 from accounts.throttling import PerCallerScopedRateThrottle
-from training import services, streaming
+from training import analytics, services, streaming
 from training.models import (
     Assignment,
     Evaluation,
     Message,
+    MessageRole,
     MessageStatus,
     Scenario,
+    ScenarioMode,
+    SessionStatus,
     TrainingSession,
 )
 
@@ -125,9 +137,27 @@ class ScenarioWriteSerializer(serializers.ModelSerializer):
         fields = [*services.SCENARIO_FIELDS, "rubric"]
 
 
-class ScenarioListView(ListAPIView):
+class ScenarioFilter(django_filters.FilterSet):
+    mode = django_filters.ChoiceFilter(choices=ScenarioMode.choices)
+    published = django_filters.BooleanFilter()
+    title = django_filters.CharFilter(lookup_expr="icontains")
+    collection = django_filters.CharFilter(
+        field_name="knowledge_collections", lookup_expr="contains", method="by_collection"
+    )
+
+    class Meta:
+        model = Scenario
+        fields = ["mode", "published", "title", "collection"]
+
+    def by_collection(self, queryset, name, value):  # noqa: ANN001, ANN201
+        return queryset.filter(knowledge_collections__contains=[value])
+
+
+class ScenarioListView(FilteredList, ListAPIView):
     serializer_class = ScenarioSerializer
     pagination_class = PagePagination
+    filterset_class = ScenarioFilter
+    ordering_fields = ["title", "created_at", "updated_at", "difficulty"]
 
     def get_queryset(self):  # noqa: ANN201 - a queryset
         return services.scenarios_for(self.request.user).prefetch_related("rubric_items")
@@ -187,17 +217,34 @@ class AssignmentSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
-class AssignmentListCreateView(ListAPIView):
+class AssignmentFilter(django_filters.FilterSet):
+    scenario = IdFilter(field_name="scenario_id")
+    team = IdFilter(field_name="team_id")
+    learner = IdFilter(field_name="learner_id")
+    due_before = UtcDateTimeFilter(field_name="due_at", lookup_expr="lt")
+
+    class Meta:
+        model = Assignment
+        fields = ["scenario", "team", "learner", "due_before"]
+
+
+class AssignmentListCreateView(FilteredList, ListAPIView):
     """Managers: the organization's assignments; learners: theirs and their teams'."""
 
     serializer_class = AssignmentSerializer
     pagination_class = PagePagination
+    filterset_class = AssignmentFilter
+    ordering_fields = ["due_at", "created_at"]
 
     @extend_schema_serializer(component_name="AssignmentCreateRequest")
     class InputSerializer(serializers.Serializer):
-        scenario_id = serializers.IntegerField()
-        team_id = serializers.IntegerField(required=False, allow_null=True)
-        learner_id = serializers.IntegerField(required=False, allow_null=True)
+        scenario_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
+        team_id = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=MAX_ID
+        )
+        learner_id = serializers.IntegerField(
+            required=False, allow_null=True, min_value=1, max_value=MAX_ID
+        )
         due_at = serializers.DateTimeField(required=False, allow_null=True)
         attempts_required = serializers.IntegerField(min_value=1, max_value=50, default=1)
         passing_score = serializers.IntegerField(min_value=0, max_value=100, default=70)
@@ -225,20 +272,84 @@ class AssignmentListCreateView(ListAPIView):
         return Response(AssignmentSerializer(assignment).data, status=status.HTTP_201_CREATED)
 
 
-class SessionListCreateView(ListAPIView):
+@extend_schema_serializer(component_name="AssignmentUpdateRequest")
+class AssignmentUpdateSerializer(serializers.Serializer):
+    due_at = serializers.DateTimeField(required=False, allow_null=True)
+    attempts_required = serializers.IntegerField(min_value=1, max_value=50, required=False)
+    passing_score = serializers.IntegerField(min_value=0, max_value=100, required=False)
+
+
+class AssignmentDetailView(APIView):
+    @extend_schema(responses=AssignmentSerializer, summary="An assignment")
+    def get(self, request: Request, pk: int) -> Response:
+        # assignments_for is the caller's scope (learners: theirs and their teams').
+        assignment = get_object_or_404(services.assignments_for(request.user), pk=pk)
+        return Response(AssignmentSerializer(assignment).data)
+
+    @extend_schema(request=AssignmentUpdateSerializer, responses=AssignmentSerializer,
+                   summary="Change the due date, attempts or passing score (managers)")  # fmt: skip
+    def patch(self, request: Request, pk: int) -> Response:
+        if not access.is_manager(request.user):
+            raise PermissionDenied("Only managers can change assignments.")
+        data = AssignmentUpdateSerializer(data=request.data, partial=True)
+        data.is_valid(raise_exception=True)
+        try:
+            assignment = services.update_assignment(
+                actor=request.user, assignment_id=pk, **data.validated_data
+            )
+        except services.TrainingError as exc:
+            raise TrainingRefused(exc) from exc
+        return Response(AssignmentSerializer(assignment).data)
+
+    @extend_schema(responses={204: None}, summary="Withdraw an assignment (managers)")
+    def delete(self, request: Request, pk: int) -> Response:
+        if not access.is_manager(request.user):
+            raise PermissionDenied("Only managers can remove assignments.")
+        services.delete_assignment(actor=request.user, assignment_id=pk)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class SessionFilter(django_filters.FilterSet):
+    status = django_filters.ChoiceFilter(choices=SessionStatus.choices)
+    mode = django_filters.ChoiceFilter(choices=ScenarioMode.choices)
+    scenario = IdFilter(field_name="scenario_id")
+    learner = IdFilter(field_name="learner_id")
+    started_since = UtcDateTimeFilter(field_name="started_at", lookup_expr="gte")
+    started_before = UtcDateTimeFilter(field_name="started_at", lookup_expr="lt")
+    everyone = django_filters.BooleanFilter(
+        method="by_everyone",
+        label="Managers: true lists the organization's sessions (default: your own).",
+    )
+
+    class Meta:
+        model = TrainingSession
+        fields = ["status", "mode", "scenario", "learner", "started_since", "started_before"]
+
+    def by_everyone(self, queryset, name, value):  # noqa: ANN001, ANN201
+        return queryset  # applied in the view's queryset (it needs the caller)
+
+
+class SessionListCreateView(FilteredCursorList, ListAPIView):
     serializer_class = SessionSerializer
     pagination_class = NewestFirstCursorPagination
+    filterset_class = SessionFilter
 
     def get_queryset(self):  # noqa: ANN201 - a queryset
-        return services.sessions_for(self.request.user).filter(learner_id=self.request.user.pk)
+        sessions = services.sessions_for(self.request.user)
+        everyone = self.request.query_params.get("everyone", "").lower() in ("true", "1")
+        filtering_learner = bool(self.request.query_params.get("learner"))
+        if access.is_manager(self.request.user) and (everyone or filtering_learner):
+            return sessions.filter(is_preview=False)
+        return sessions.filter(learner_id=self.request.user.pk)
 
     @extend_schema_serializer(component_name="StartSessionRequest")
     class InputSerializer(serializers.Serializer):
-        scenario_id = serializers.IntegerField()
+        scenario_id = serializers.IntegerField(min_value=1, max_value=MAX_ID)
         channel = serializers.ChoiceField(choices=["text", "voice"], default="text")
         preview = serializers.BooleanField(default=False)
 
-    @extend_schema(summary="Your sessions", operation_id="sessions_list")
+    @extend_schema(summary="Your sessions (managers: the organization's with everyone=true)",
+                   operation_id="sessions_list")  # fmt: skip
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
         return super().get(request, *args, **kwargs)
 
@@ -280,13 +391,24 @@ class SessionEndView(APIView):
         return Response(SessionSerializer(session).data)
 
 
-class MessageListView(ListAPIView):
+class MessageFilter(django_filters.FilterSet):
+    role = django_filters.ChoiceFilter(choices=MessageRole.choices)
+
+    class Meta:
+        model = Message
+        fields = ["role"]
+
+
+class MessageListView(FilteredCursorList, ListAPIView):
     """A session's messages, oldest first, by cursor (for long transcripts)."""
 
     serializer_class = MessageSerializer
     pagination_class = OldestFirstCursorPagination
+    filterset_class = MessageFilter
 
     def get_queryset(self):  # noqa: ANN201 - a queryset
+        if getattr(self, "swagger_fake_view", False):  # schema generation
+            return Message.objects.none()
         session = services.access_session(self.request.user, self.kwargs["pk"])
         return session.messages.all()
 
@@ -397,3 +519,73 @@ def _event_stream(reply_id: int) -> StreamingHttpResponse:
     response["Cache-Control"] = "no-cache"
     response["X-Accel-Buffering"] = "no"
     return response
+
+
+# --- analytics ------------------------------------------------------------------------
+
+
+class ScenarioProgressSerializer(serializers.Serializer):
+    scenario_id = serializers.IntegerField(allow_null=True)
+    title = serializers.CharField()
+    sessions = serializers.IntegerField()
+    sessions_ended = serializers.IntegerField()
+    average_score = serializers.FloatField(allow_null=True)
+    best_score = serializers.IntegerField(allow_null=True)
+
+
+class LearnerProgressSerializer(serializers.Serializer):
+    learner_id = serializers.IntegerField()
+    email = serializers.EmailField()
+    name = serializers.CharField(allow_blank=True)
+    sessions = serializers.IntegerField()
+    average_score = serializers.FloatField(allow_null=True)
+    last_session_at = serializers.DateTimeField(allow_null=True)
+
+
+class AssignmentProgressSerializer(serializers.Serializer):
+    assignment_id = serializers.IntegerField()
+    scenario_title = serializers.CharField()
+    team = serializers.CharField(allow_null=True)
+    learner = serializers.EmailField(allow_null=True)
+    due_at = serializers.DateTimeField(allow_null=True)
+    overdue = serializers.BooleanField()
+    learners_assigned = serializers.IntegerField()
+    learners_completed = serializers.IntegerField()
+
+
+class SummarySerializer(serializers.Serializer):
+    sessions_started = serializers.IntegerField()
+    sessions_ended = serializers.IntegerField()
+    average_score = serializers.FloatField(allow_null=True)
+    learners_active = serializers.IntegerField()
+    by_scenario = ScenarioProgressSerializer(many=True)
+    by_learner = LearnerProgressSerializer(many=True, help_text="Managers only (else empty).")
+    assignments = AssignmentProgressSerializer(many=True)
+
+
+class AnalyticsSummaryView(APIView):
+    """Progress at a glance: managers see their organization, learners themselves."""
+
+    @extend_schema_serializer(component_name="AnalyticsSummaryQuery")
+    class QuerySerializer(serializers.Serializer):
+        since = serializers.DateTimeField(required=False)
+        until = serializers.DateTimeField(required=False)
+        team = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+        scenario = serializers.IntegerField(required=False, min_value=1, max_value=MAX_ID)
+
+    @extend_schema(parameters=[QuerySerializer], responses=SummarySerializer,
+                   summary="Sessions, scores and assignment completion")  # fmt: skip
+    def get(self, request: Request) -> Response:
+        query = self.QuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        values = query.validated_data
+        summary = analytics.summarize(
+            request.user,
+            analytics.SummaryFilter(
+                since=values.get("since"),
+                until=values.get("until"),
+                team_id=values.get("team"),
+                scenario_id=values.get("scenario"),
+            ),
+        )
+        return Response(SummarySerializer(summary.as_dict()).data)

@@ -471,3 +471,43 @@ def create_assignment(
                  changes={"scenario": scenario.title, "team": str(team or ""),
                           "learner": str(learner or "")})  # fmt: skip
     return assignment
+
+
+ASSIGNMENT_EDITABLE = ("due_at", "attempts_required", "passing_score")
+
+
+@transaction.atomic
+def update_assignment(*, actor: Actor, assignment_id: int, **changes: object) -> Assignment:
+    """Change an assignment's due date, attempts or passing score (managers)."""
+    if not access.is_manager(actor):
+        raise PermissionDenied("Only managers can change assignments.")
+    assignment = access.access_or_404(
+        actor, Assignment.objects.select_for_update(of=("self",)), pk=assignment_id
+    )
+    before = {name: getattr(assignment, name) for name in ASSIGNMENT_EDITABLE}
+    for name, value in changes.items():
+        if name not in ASSIGNMENT_EDITABLE:
+            raise TrainingError(f"“{name}” cannot be changed; assign again instead.")
+        setattr(assignment, name, value)
+    assignment.save()
+    after = {name: getattr(assignment, name) for name in ASSIGNMENT_EDITABLE}
+    difference = audit.diff(
+        {k: str(v) if v is not None else None for k, v in before.items()},
+        {k: str(v) if v is not None else None for k, v in after.items()},
+    )
+    if difference:
+        audit.record("assignment.updated", actor=actor, target=assignment, changes=difference)
+    return assignment
+
+
+@transaction.atomic
+def delete_assignment(*, actor: Actor, assignment_id: int) -> None:
+    """Withdraw an assignment; sessions already done keep their history."""
+    if not access.is_manager(actor):
+        raise PermissionDenied("Only managers can remove assignments.")
+    assignment = access.access_or_404(actor, Assignment, pk=assignment_id)
+    audit.record("assignment.deleted", actor=actor, target=assignment,
+                 changes={"scenario": assignment.scenario.title,
+                          "team": str(assignment.team or ""),
+                          "learner": str(assignment.learner or "")})  # fmt: skip
+    assignment.delete()

@@ -34,6 +34,7 @@ ID_URLS = {
     "api-evaluation": TrainingSession,
     "api-message-list": TrainingSession,
     "api-scenario-detail": Scenario,
+    "api-assignment-detail": Assignment,
 }
 # Page URLs (session sign-in) whose parameter is an object id, and the model it names.
 PAGE_ID_URLS = {
