@@ -6,7 +6,13 @@ class AccountsConfig(AppConfig):
     verbose_name = "Accounts and organizations"
 
     def ready(self) -> None:
-        from accounts import access, log_context, schema, signals  # noqa: F401 - registers
+        from accounts import (  # noqa: F401 - registers
+            access,
+            log_context,
+            schema,
+            schema_examples,
+            signals,
+        )
         from accounts.models import (
             ApiKey,
             AuditEvent,

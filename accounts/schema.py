@@ -1,4 +1,5 @@
-"""OpenAPI descriptions of our authentication schemes (drf-spectacular extensions)."""
+"""OpenAPI: our authentication schemes (drf-spectacular extensions), the one error shape
+on every operation, and request/response examples (a post-processing hook)."""
 
 from __future__ import annotations
 
@@ -35,6 +36,62 @@ ERROR_RESPONSES = {
 }
 
 
+ERROR_EXAMPLES = {
+    "400": ("invalid", "Some fields are not valid; see fields.",
+            {"passing_score": ["Ensure this value is less than or equal to 100."]}),
+    "401": ("not_authenticated", "Authentication credentials were not provided.", {}),
+    "403": ("permission_denied", "Only managers can change assignments.", {}),
+    "404": ("not_found", "Not found.", {}),
+    "405": ("method_not_allowed", 'Method "PUT" not allowed.', {}),
+    "406": ("not_acceptable", "Could not satisfy the request Accept header.", {}),
+    "409": ("session_ended", "This session has ended; start a new one.", {}),
+    "413": ("request_too_large", "The request body is too large.", {}),
+    "415": ("unsupported_media_type", "Accepted types: PDF, DOCX, HTML, Markdown, plain text.",
+            {}),
+    "422": ("idempotency_key_reused",
+            "This Idempotency-Key was used with a different request.", {}),
+    "429": ("throttled", "Request was throttled. Expected available in 12 seconds.", {}),
+}  # fmt: skip
+
+# Request and response examples by component name, registered by each app's
+# schema_examples module (examples of paginated lists are built from their items).
+_EXAMPLES: dict[str, Any] = {}
+
+
+def register_examples(examples: dict[str, Any]) -> None:
+    _EXAMPLES.update(examples)
+
+
+def example_for(component: str, schemas: dict[str, Any]) -> Any:
+    if component in _EXAMPLES:
+        return _EXAMPLES[component]
+    if component.startswith("Paginated") and component.endswith("List"):
+        item = _EXAMPLES.get(component[len("Paginated") : -len("List")])
+        if item is None:
+            return None
+        page = {"next": None, "previous": None, "results": [item]}
+        if "count" in schemas.get(component, {}).get("properties", {}):
+            page = {"count": 1, **page}
+        return page
+    return None
+
+
+def _add_examples(operation: dict[str, Any], schemas: dict[str, Any]) -> None:
+    contents = [operation.get("requestBody", {}).get("content", {})]
+    contents += [
+        response.get("content", {})
+        for code, response in operation["responses"].items()
+        if code.startswith("2")
+    ]
+    for content in contents:
+        for media in content.values():
+            reference = media.get("schema", {}).get("$ref", "")
+            if reference and "example" not in media:
+                value = example_for(reference.rsplit("/", 1)[-1], schemas)
+                if value is not None:
+                    media["example"] = value
+
+
 def add_error_responses(
     result: dict[str, Any], generator: Any, request: Any, public: bool
 ) -> dict[str, Any]:
@@ -62,11 +119,22 @@ def add_error_responses(
             if not isinstance(operation, dict) or "responses" not in operation:
                 continue
             for code, description in ERROR_RESPONSES.items():
+                error_code, message, fields = ERROR_EXAMPLES[code]
+                example = {
+                    "error": {
+                        "code": error_code,
+                        "message": message,
+                        "fields": fields,
+                        "request_id": "5b0c2f7e-1d2a-4c8e-9f4e-3a6b1c2d9e10",
+                    }
+                }
                 operation["responses"].setdefault(
                     code,
                     {
                         "description": description,
-                        "content": {"application/json": {"schema": reference}},
+                        "content": {"application/json": {"schema": reference,
+                                                         "example": example}},
                     },
-                )
+                )  # fmt: skip
+            _add_examples(operation, schemas)
     return result

@@ -7,6 +7,7 @@ class KnowledgeConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import access
+        from knowledge import schema_examples  # noqa: F401 - registers API examples
         from knowledge.models import Chunk, Document
 
         access.register(Document, learners="none")

@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from accounts import access, audit
 from accounts.access import Actor
+from knowledge import progress as progress_events
 from knowledge.chunking import HEADING_SEPARATOR, chunk_blocks
 from knowledge.embeddings import Embedder, EmbeddingError, get_embedder
 from knowledge.extraction import (
@@ -213,6 +214,7 @@ def _set_stage(document: Document, status: str, progress: int) -> None:
     Document.objects.filter(pk=document.pk).update(
         status=status, progress=progress, updated_at=timezone.now()
     )
+    progress_events.publish(document.organization_id, document.pk, status, progress)
 
 
 def mark_failed(document_id: int, reason: str) -> None:
@@ -232,6 +234,11 @@ def mark_failed(document_id: int, reason: str) -> None:
         )
         if updated and organization_id:
             transaction.on_commit(lambda: bump_knowledge_version(organization_id))
+            transaction.on_commit(
+                lambda: progress_events.publish(
+                    organization_id, document_id, DocumentStatus.FAILED, 0
+                )
+            )
     logger.warning("document_failed", document_id=document_id, reason=reason)
 
 
@@ -382,5 +389,8 @@ def ingest_document(document_id: int, *, embedder: Embedder | None = None) -> Do
         document.save()
         organization_id = document.organization_id
         transaction.on_commit(lambda: bump_knowledge_version(organization_id))
+        transaction.on_commit(
+            lambda: progress_events.publish(organization_id, document.pk, DocumentStatus.READY, 100)
+        )
     log.info("document_ready", chunks=len(drafts), pages=extraction.page_count)
     return document

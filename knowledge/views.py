@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import json
+from collections.abc import AsyncIterator
+
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, HttpRequest, HttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import access
+from knowledge import progress as progress_events
 from knowledge import services
 from knowledge.extraction import ACCEPTED_LIST, UnsupportedDocument
 from knowledge.models import Document
@@ -117,3 +121,29 @@ def search(request: HttpRequest) -> HttpResponse:
     except InvalidQuery as exc:
         context["error"] = str(exc)
     return render(request, f"{PAGE}#search-results", context)
+
+
+PROGRESS_STREAM_SECONDS = 300  # then the browser's EventSource reconnects
+
+
+@login_required
+@require_GET
+async def document_events(request: HttpRequest) -> HttpResponse:
+    """Ingestion progress of the organization's documents, as server-sent events."""
+    user = await request.auser()
+    if not access.is_manager(user) or not user.organization_id:
+        raise PermissionDenied("Only managers can follow the knowledge base.")
+    organization_id = user.organization_id
+
+    async def events() -> AsyncIterator[str]:
+        yield "retry: 3000\n\n"
+        async for event in progress_events.follow(organization_id, PROGRESS_STREAM_SECONDS):
+            if event is None:
+                yield ": keep-alive\n\n"
+            else:
+                yield f"event: progress\ndata: {json.dumps(event)}\n\n"
+
+    response = StreamingHttpResponse(events(), content_type="text/event-stream")
+    response["Cache-Control"] = "no-cache"
+    response["X-Accel-Buffering"] = "no"
+    return response

@@ -15,6 +15,7 @@ from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
+    OpenApiExample,
     OpenApiResponse,
     extend_schema,
     extend_schema_serializer,
@@ -466,6 +467,22 @@ class MessageCreateView(APIView):
                 "reply as HTML), sent when the request asks for text/event-stream.",
             ),
         },
+        examples=[
+            OpenApiExample(
+                "The reply streaming",
+                value=(
+                    'event: accepted\ndata: {"reply_id": 303}\n\n'
+                    'id: 1764063000000-0\nevent: start\ndata: {"citations": [], '
+                    '"model": "openai/gpt-4o-mini"}\n\n'
+                    'id: 1764063000120-0\nevent: token\ndata: {"text": "Uptime."}\n\n'
+                    'id: 1764063000690-0\nevent: done\ndata: {"html": "<p>Uptime. We lost '
+                    'two days in March.</p>", "ended": false}\n\n'
+                ),
+                response_only=True,
+                status_codes=["200"],
+                media_type="text/event-stream",
+            )
+        ],
         summary="Send a message; the reply streams or comes back whole",
     )
     def post(self, request: Request, pk: int) -> Response | StreamingHttpResponse:

@@ -7,6 +7,7 @@ class TrainingConfig(AppConfig):
 
     def ready(self) -> None:
         from accounts import access
+        from training import schema_examples  # noqa: F401 - registers API examples
         from training.models import (
             Assignment,
             Evaluation,
