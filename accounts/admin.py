@@ -135,6 +135,13 @@ class OrganizationAdmin(OrganizationScopedAdmin):
 class ProviderCredentialForm(forms.ModelForm):
     """The key is write-only: typed in, never shown back; empty keeps the saved one."""
 
+    base_url = forms.URLField(
+        label="endpoint",
+        required=False,
+        assume_scheme="https",
+        help_text="Leave empty for the provider's default endpoint.",
+    )
+
     api_key = forms.CharField(
         label="API key",
         required=False,

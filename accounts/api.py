@@ -61,6 +61,22 @@ def raise_as_api_error(exc: Exception) -> None:
     raise exc
 
 
+def manager_input(
+    request: Request,
+    serializer_class: type[serializers.Serializer],
+    refusal: str,
+    *,
+    partial: bool = False,
+) -> dict[str, Any]:
+    """The validated body of a managers-only write: 403 with `refusal` for anyone else
+    (before the body is even read), 400 naming the fields for a bad body."""
+    if not access.is_manager(request.user):
+        raise PermissionDenied(refusal)
+    data = serializer_class(data=request.data, partial=partial)
+    data.is_valid(raise_exception=True)
+    return dict(data.validated_data)
+
+
 # --- sign-in --------------------------------------------------------------------------
 
 
@@ -346,12 +362,9 @@ class TeamListView(FilteredList, ListAPIView):
     @extend_schema(request=TeamWriteSerializer, responses={201: TeamSerializer},
                    summary="Create a team (managers)")  # fmt: skip
     def post(self, request: Request) -> Response:
-        if not access.is_manager(request.user):
-            raise PermissionDenied("Only managers can create teams.")
-        data = TeamWriteSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        team = _call(services.create_team, actor=request.user, name=data.validated_data["name"],
-                     member_ids=data.validated_data.get("members", []))  # fmt: skip
+        values = manager_input(request, TeamWriteSerializer, "Only managers can create teams.")
+        team = _call(services.create_team, actor=request.user, name=values["name"],
+                     member_ids=values.get("members", []))  # fmt: skip
         return Response(TeamSerializer(team).data, status=status.HTTP_201_CREATED)
 
 
@@ -364,13 +377,11 @@ class TeamDetailView(APIView):
     @extend_schema(request=TeamWriteSerializer, responses=TeamSerializer,
                    summary="Rename a team or set its members (managers)")  # fmt: skip
     def patch(self, request: Request, pk: int) -> Response:
-        if not access.is_manager(request.user):
-            raise PermissionDenied("Only managers can change teams.")
-        data = TeamWriteSerializer(data=request.data, partial=True)
-        data.is_valid(raise_exception=True)
+        values = manager_input(
+            request, TeamWriteSerializer, "Only managers can change teams.", partial=True
+        )
         team = _call(services.update_team, actor=request.user, team_id=pk,
-                     name=data.validated_data.get("name"),
-                     member_ids=data.validated_data.get("members"))  # fmt: skip
+                     name=values.get("name"), member_ids=values.get("members"))  # fmt: skip
         return Response(TeamSerializer(team).data)
 
     @extend_schema(responses={204: None}, summary="Delete a team (managers)")
@@ -471,11 +482,9 @@ class UserDetailView(APIView):
     @extend_schema(request=UserUpdateSerializer, responses=UserSerializer,
                    summary="Change a person's name, role, teams or active flag")  # fmt: skip
     def patch(self, request: Request, pk: int) -> Response:
-        if not access.is_manager(request.user):
-            raise PermissionDenied("Only managers can change people.")
-        data = UserUpdateSerializer(data=request.data, partial=True)
-        data.is_valid(raise_exception=True)
-        values = dict(data.validated_data)
+        values = manager_input(
+            request, UserUpdateSerializer, "Only managers can change people.", partial=True
+        )
         if "teams" in values:
             values["team_ids"] = values.pop("teams")
         user = _call(services.update_user, actor=request.user, user_id=pk, **values)

@@ -335,9 +335,10 @@ def retrieve_passages(
     key = ""
     if use_cache:
         digest = hashlib.sha256(normalized.encode()).hexdigest()[:32]
+        scope_digest = hashlib.sha256(scope.cache_part().encode()).hexdigest()[:16]
         key = (
             f"retrieval:{organization_id}:{knowledge_version(organization_id)}:{mode}:{limit}"
-            f":{fusion}:{weight}:{document_weight}:{scope.cache_part()}:{digest}"
+            f":{fusion}:{weight}:{document_weight}:{scope_digest}:{digest}"
         )
         cached = cache.get(key)
         if cached is not None:

@@ -30,6 +30,7 @@ from rest_framework.settings import api_settings
 from rest_framework.views import APIView
 
 from accounts import access
+from accounts.api import manager_input
 from accounts.filtering import (
     MAX_ID,
     FilteredCursorList,
@@ -170,11 +171,9 @@ class ScenarioListView(FilteredList, ListAPIView):
     @extend_schema(request=ScenarioWriteSerializer, responses={201: ScenarioSerializer},
                    summary="Author a scenario (managers)")  # fmt: skip
     def post(self, request: Request) -> Response:
-        if not access.is_manager(request.user):
-            raise PermissionDenied("Only managers can author scenarios.")
-        data = ScenarioWriteSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
-        values = dict(data.validated_data)
+        values = manager_input(
+            request, ScenarioWriteSerializer, "Only managers can author scenarios."
+        )
         rubric = values.pop("rubric", [])
         try:
             scenario = services.create_scenario(actor=request.user, data=values, rubric=rubric)
@@ -198,9 +197,9 @@ class ScenarioDetailView(APIView):
         if not access.is_manager(request.user):
             raise PermissionDenied("Only managers can edit scenarios.")
         access.access_or_404(request.user, Scenario.objects.current(), pk=pk)
-        data = ScenarioWriteSerializer(data=request.data, partial=True)
-        data.is_valid(raise_exception=True)
-        values = dict(data.validated_data)
+        values = manager_input(
+            request, ScenarioWriteSerializer, "Only managers can edit scenarios.", partial=True
+        )
         rubric = values.pop("rubric", None)
         scenario = services.update_scenario(
             actor=request.user, scenario_id=pk, data=values, rubric=rubric
@@ -260,12 +259,9 @@ class AssignmentListCreateView(FilteredList, ListAPIView):
     @extend_schema(request=InputSerializer, responses={201: AssignmentSerializer},
                    summary="Assign a scenario to a team or a learner (managers)")  # fmt: skip
     def post(self, request: Request) -> Response:
-        if not access.is_manager(request.user):
-            raise PermissionDenied("Only managers can assign training.")
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        values = manager_input(request, self.InputSerializer, "Only managers can assign training.")
         try:
-            assignment = services.create_assignment(actor=request.user, **data.validated_data)
+            assignment = services.create_assignment(actor=request.user, **values)
         except services.TrainingError as exc:
             raise TrainingRefused(exc) from exc
         except DjangoPermissionDenied as exc:
@@ -290,14 +286,14 @@ class AssignmentDetailView(APIView):
     @extend_schema(request=AssignmentUpdateSerializer, responses=AssignmentSerializer,
                    summary="Change the due date, attempts or passing score (managers)")  # fmt: skip
     def patch(self, request: Request, pk: int) -> Response:
-        if not access.is_manager(request.user):
-            raise PermissionDenied("Only managers can change assignments.")
-        data = AssignmentUpdateSerializer(data=request.data, partial=True)
-        data.is_valid(raise_exception=True)
+        values = manager_input(
+            request,
+            AssignmentUpdateSerializer,
+            "Only managers can change assignments.",
+            partial=True,
+        )
         try:
-            assignment = services.update_assignment(
-                actor=request.user, assignment_id=pk, **data.validated_data
-            )
+            assignment = services.update_assignment(actor=request.user, assignment_id=pk, **values)
         except services.TrainingError as exc:
             raise TrainingRefused(exc) from exc
         return Response(AssignmentSerializer(assignment).data)

@@ -27,16 +27,20 @@ MEDIA_KEY = base64.urlsafe_b64encode(os.urandom(32)).decode()
 SECRET_SENTENCE = b"The Zephyr discount code is ORCHID-2291 for renewals."
 
 
-@pytest.fixture
-def encrypted_media(tmp_path):
-    with override_settings(
-        MEDIA_ROOT=tmp_path,
+def encrypted_storage_settings(root):
+    return override_settings(
+        MEDIA_ROOT=root,
         MEDIA_ENCRYPTION_KEY=MEDIA_KEY,
         STORAGES={
             "default": {"BACKEND": "knowledge.storage.EncryptedFileSystemStorage"},
             "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
         },
-    ):
+    )
+
+
+@pytest.fixture
+def encrypted_media(tmp_path):
+    with encrypted_storage_settings(tmp_path):
         yield tmp_path
 
 
@@ -139,14 +143,7 @@ def test_documents_stored_before_the_key_was_set_are_encrypted_by_the_command(
         document = upload(alice, SECRET_SENTENCE, "plain.txt")
     assert stored_bytes(tmp_path, document.file.name) == SECRET_SENTENCE
 
-    with override_settings(
-        MEDIA_ROOT=tmp_path,
-        MEDIA_ENCRYPTION_KEY=MEDIA_KEY,
-        STORAGES={
-            "default": {"BACKEND": "knowledge.storage.EncryptedFileSystemStorage"},
-            "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
-        },
-    ):
+    with encrypted_storage_settings(tmp_path):
         call_command("encrypt_documents")
         call_command("encrypt_documents")  # again: nothing left to do
         output = capsys.readouterr().out
