@@ -212,6 +212,7 @@ class AuditAction(models.TextChoices):
     DOCUMENT_UPLOADED = "document.uploaded", "Document uploaded"
     DOCUMENT_DELETED = "document.deleted", "Document deleted"
     SCENARIO_PUBLISHED = "scenario.published", "Scenario published"
+    SCENARIO_DELETED = "scenario.deleted", "Scenario deleted"
     ASSIGNMENT_CREATED = "assignment.created", "Assignment created"
     ASSIGNMENT_UPDATED = "assignment.updated", "Assignment changed"
     ASSIGNMENT_DELETED = "assignment.deleted", "Assignment removed"

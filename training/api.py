@@ -206,6 +206,17 @@ class ScenarioDetailView(APIView):
         )
         return Response(ScenarioSerializer(scenario).data)
 
+    @extend_schema(responses={204: None},
+                   summary="Delete a scenario nobody has used (managers; else 409)")  # fmt: skip
+    def delete(self, request: Request, pk: int) -> Response:
+        if not access.is_manager(request.user):
+            raise PermissionDenied("Only managers can delete scenarios.")
+        try:
+            services.delete_scenario(actor=request.user, scenario_id=pk)
+        except services.TrainingError as exc:
+            raise TrainingRefused(exc) from exc
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
 
 class AssignmentSerializer(serializers.ModelSerializer):
     scenario_title = serializers.CharField(source="scenario.title", read_only=True)

@@ -419,6 +419,32 @@ def update_scenario(
     return scenario
 
 
+@transaction.atomic
+def delete_scenario(*, actor: Actor, scenario_id: int) -> None:
+    """Delete a scenario (every version) that nobody has practised or been assigned.
+
+    A scenario with sessions or assignments keeps its history: it is refused with 409,
+    and unpublishing it hides it from learners instead.
+    """
+    if not access.is_manager(actor):
+        raise PermissionDenied("Only managers can delete scenarios.")
+    scenario = access.access_or_404(actor, Scenario.objects.current(), pk=scenario_id)
+    family = Scenario.objects.select_for_update().filter(family=scenario.family)
+    used = (
+        TrainingSession.objects.filter(scenario__family=scenario.family).exists()
+        or Assignment.objects.filter(scenario__family=scenario.family).exists()
+    )
+    if used:
+        raise TrainingError(
+            "This scenario has sessions or assignments, so it is kept for their history. "
+            "Unpublish it (published: false) to hide it from learners.",
+            status=409,
+        )
+    audit.record("scenario.deleted", actor=actor, target=scenario,
+                 changes={"title": scenario.title, "versions": family.count()})  # fmt: skip
+    family.delete()
+
+
 def assignments_for(actor: Actor):  # noqa: ANN201 - a queryset
     """Managers: their organization's assignments. Learners: those for them or their teams."""
     if access.is_manager(actor):

@@ -37,7 +37,7 @@ def make_pdf(pages, *, outline=None, password=None):
         stream.set_data("\n".join(operators).encode("latin-1"))
         page[NameObject("/Contents")] = writer._add_object(stream)
     for title, page_index in outline or []:
-        writer.add_outline_item(title, page_index)
+        writer.add_outline_item(title=title, page_number=page_index)
     if password:
         writer.encrypt(password)
     buffer = io.BytesIO()

@@ -161,3 +161,22 @@ def test_the_analytics_summary_counts_scores_and_assignment_completion(
     bad = api_as(alice).get("/api/v1/analytics/summary/", {"since": "last tuesday"})
     assert bad.status_code == 400
     assert "since" in bad.json()["error"]["fields"]
+
+
+def test_a_scenario_nobody_used_can_be_deleted_and_a_used_one_is_kept(api_as, alice, bob, acme):
+    from training.models import Scenario
+
+    unused = make_scenario(acme, title="Draft idea", published=False)
+    used = make_scenario(acme, title="Renewal call")
+    graded_session(bob, used, 70)
+    manager = api_as(alice)
+
+    assert api_as(bob).delete(f"/api/v1/scenarios/{unused.pk}/").status_code == 403
+    assert manager.delete(f"/api/v1/scenarios/{unused.pk}/").status_code == 204
+    assert not Scenario.objects.filter(family=unused.family).exists()
+    assert AuditEvent.objects.get(action="scenario.deleted").changes["title"] == "Draft idea"
+
+    kept = manager.delete(f"/api/v1/scenarios/{used.pk}/")
+    assert kept.status_code == 409
+    assert "Unpublish it" in kept.json()["error"]["message"]
+    assert Scenario.objects.filter(pk=used.pk).exists()
