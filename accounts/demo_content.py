@@ -10,12 +10,17 @@ DEMO_ORGANIZATION = ("Northwind Software", "northwind")
 DEMO_TEAMS = ["Support Desk", "Account Executives"]
 # (email, name, role, teams) — demo-only passwords, printed by `make run`.
 DEMO_USERS = [
+    ("admin@demo.avataradam.local", "Robin Ellis", Role.ADMIN, []),
     ("manager@demo.avataradam.local", "Maya Patel", Role.MANAGER, DEMO_TEAMS),
     ("alex@demo.avataradam.local", "Alex Kim", Role.LEARNER, ["Support Desk"]),
     ("jordan@demo.avataradam.local", "Jordan Reyes", Role.LEARNER, ["Account Executives"]),
     ("sam@demo.avataradam.local", "Sam Okafor", Role.LEARNER, ["Support Desk"]),
 ]
-DEMO_PASSWORDS = {Role.MANAGER: "demo-manager-2026", Role.LEARNER: "demo-learner-2026"}
+DEMO_PASSWORDS = {
+    Role.ADMIN: "demo-admin-2026",
+    Role.MANAGER: "demo-manager-2026",
+    Role.LEARNER: "demo-learner-2026",
+}
 
 
 def seed(stdout: TextIO) -> tuple[Organization, User]:
@@ -52,7 +57,8 @@ def seed(stdout: TextIO) -> tuple[Organization, User]:
 def print_sign_ins(stdout: TextIO) -> None:
     stdout.write("Demo sign-ins (demo data only, never use these passwords for real):\n")
     for email, _, role, _ in DEMO_USERS:
-        stdout.write(f"  {role.label:<8} {email:<34} {DEMO_PASSWORDS[role]}\n")
+        stdout.write(f"  {role.label:<18} {email:<34} {DEMO_PASSWORDS[role]}\n")
     stdout.write(
-        "  The manager sets up two-factor sign-in (an authenticator app) on first sign-in.\n"
+        "  The admin and the manager set up two-factor sign-in (an authenticator app) on\n"
+        "  first sign-in; the admin also sees the audit log and the provider keys.\n"
     )

@@ -115,7 +115,7 @@ def run(host: str, port: int) -> int:
             embedded.stop_redis(var_dir)
         if not os.environ.get("DATABASE_URL"):
             embedded.stop_postgres(var_dir)
-        print("Stopped. Data is kept under var/.", flush=True)
+        print(f"Stopped. Data is kept under {var_dir}.", flush=True)
 
 
 def main() -> int:
