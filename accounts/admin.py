@@ -136,7 +136,7 @@ class ProviderCredentialForm(forms.ModelForm):
     """The key is write-only: typed in, never shown back; empty keeps the saved one."""
 
     base_url = forms.URLField(
-        label="endpoint",
+        label="Endpoint",
         required=False,
         assume_scheme="https",
         help_text="Leave empty for the provider's default endpoint.",
@@ -153,6 +153,10 @@ class ProviderCredentialForm(forms.ModelForm):
     class Meta:
         model = ProviderCredential
         fields = ["organization", "service", "base_url", "api_key"]
+        help_texts = {
+            "service": "Today the language model uses the organization's key; speech and "
+            "avatar keys are kept for the voice and avatar features.",
+        }
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)

@@ -20,7 +20,7 @@ from django.views.decorators.http import require_GET, require_POST
 
 from accounts import access
 from accounts.models import Team
-from training import services, streaming
+from training import analytics, services, streaming
 from training.llm import STAND_IN_MODEL_ID
 from training.models import (
     EvaluationStatus,
@@ -93,6 +93,8 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "recent": recent,
             "scores": scores,
             "trend_points": _trend_points(scores),
+            # Managers also see their organization's progress at a glance.
+            "progress": analytics.summarize(user) if access.is_manager(user) else None,
         },
     )
 

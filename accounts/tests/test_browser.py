@@ -95,3 +95,22 @@ def test_a_manager_enrols_a_second_factor_and_signs_in_with_codes(page, acme, al
     # The only errors are the refused code's 400 (the response and Chromium's note of it).
     assert f"400 {page.url}" in page.console_errors
     assert all("400" in error for error in page.console_errors)
+
+
+def test_an_organization_admin_reads_and_filters_the_audit_log(page, carol, alice, password):
+    from accounts import services
+    from accounts.models import ApiKey
+
+    services.create_api_key(actor=alice, name="CRM sync " + "x" * 80)
+    services.revoke_api_key(actor=alice, api_key_id=ApiKey.objects.get().pk)
+    sign_in(page, carol.email, password)
+    page.get_by_role("link", name="Audit log").click()
+    page.get_by_role("heading", name="Audit log").wait_for()
+    assert page.get_by_text("API key revoked").count() >= 1
+    # The page fits the window: long changes wrap instead of pushing the layout sideways.
+    assert page.evaluate("document.documentElement.scrollWidth <= window.innerWidth")
+    page.get_by_label("Action").select_option("apikey.revoked")
+    page.get_by_role("button", name="Filter").click()
+    page.wait_for_url("**/audit/?*")
+    assert page.locator("table.audit tbody tr").count() == 1
+    assert page.console_errors == []

@@ -1,4 +1,14 @@
-from training.models import RubricItem, Scenario, ScenarioMode
+from django.utils import timezone
+
+from training import services
+from training.models import (
+    Evaluation,
+    EvaluationStatus,
+    RubricItem,
+    Scenario,
+    ScenarioMode,
+    SessionStatus,
+)
 
 
 def make_scenario(organization, *, mode=ScenarioMode.ROLEPLAY, published=True, **fields):
@@ -28,3 +38,14 @@ def make_scenario(organization, *, mode=ScenarioMode.ROLEPLAY, published=True, *
         weight=1,
     )
     return scenario
+
+
+def graded_session(learner, scenario, score, ended=True):
+    """A session of `learner`, ended and graded `score` (or still open)."""
+    session = services.start_session(actor=learner, scenario_id=scenario.pk)
+    if ended:
+        session.status = SessionStatus.ENDED
+        session.ended_at = timezone.now()
+        session.save()
+        Evaluation.objects.create(session=session, status=EvaluationStatus.READY, overall=score)
+    return session

@@ -9,20 +9,10 @@ from django.utils import timezone
 from accounts.models import AuditEvent
 from accounts.tests.factories import TeamFactory, UserFactory
 from training import services
-from training.models import Assignment, Evaluation, EvaluationStatus, SessionStatus
-from training.tests.factories import make_scenario
+from training.models import Assignment
+from training.tests.factories import graded_session, make_scenario
 
 pytestmark = pytest.mark.django_db
-
-
-def graded_session(learner, scenario, score, ended=True):
-    session = services.start_session(actor=learner, scenario_id=scenario.pk)
-    if ended:
-        session.status = SessionStatus.ENDED
-        session.ended_at = timezone.now()
-        session.save()
-        Evaluation.objects.create(session=session, status=EvaluationStatus.READY, overall=score)
-    return session
 
 
 def test_a_manager_changes_and_withdraws_an_assignment(api_as, alice, bob, acme, acme_team):

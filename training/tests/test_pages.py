@@ -6,7 +6,7 @@ from django.urls import reverse
 from accounts.models import Team
 from training import services
 from training.models import Assignment, MessageStatus
-from training.tests.factories import make_scenario
+from training.tests.factories import graded_session, make_scenario
 from training.tests.sse import read_all
 
 pytestmark = pytest.mark.django_db
@@ -22,6 +22,26 @@ def test_the_dashboard_lists_assignments_and_recent_sessions(client, bob, acme, 
     assert "Renewal call" in page
     assert "Not started" in page
     assert "Field Sales" in page
+
+
+def test_managers_see_their_organizations_progress_on_the_dashboard(
+    client, alice, bob, acme, acme_team, mallory
+):
+    scenario = make_scenario(acme, title="Renewal call")
+    services.create_assignment(actor=alice, scenario_id=scenario.pk, team_id=acme_team.pk)
+    graded_session(bob, scenario, 82)
+    graded_session(mallory, make_scenario(mallory.organization, title="Globex call"), 12)
+
+    client.force_login(alice)
+    page = client.get(reverse("home")).content.decode()
+    assert "Your organization&#x27;s progress" in page or "Your organization's progress" in page
+    assert "1 started, 1 finished" in page
+    assert "82" in page
+    assert "1 / 1" in page  # Field Sales: bob passed the assignment
+    assert "Globex call" not in page
+
+    client.force_login(bob)
+    assert "organization-progress" not in client.get(reverse("home")).content.decode()
 
 
 def test_the_library_shows_published_scenarios_only_to_learners(client, bob, acme):
