@@ -121,6 +121,9 @@ def scope(actor: Actor | None, queryset: QuerySet[ModelT]) -> QuerySet[ModelT]:
     if not actor.organization_id:
         return queryset.none()
     scoped = queryset.filter(**{rule.organization_path: actor.organization_id})
+    if queryset.model._meta.label == "accounts.User":
+        # A platform operator placed in an organization stays out of its staff's reach.
+        scoped = scoped.filter(is_superuser=False)
     if actor.role in ("manager", "admin"):
         return scoped
     if rule.learners == "all":

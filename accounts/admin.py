@@ -22,6 +22,7 @@ from django.http import HttpRequest
 
 from accounts import access, audit, services
 from accounts.encryption import CannotDecrypt
+from accounts.endpoints import check_provider_endpoint
 from accounts.models import (
     ApiKey,
     AuditEvent,
@@ -64,6 +65,29 @@ class OrganizationScopedAdmin(admin.ModelAdmin):
 
     def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return access.is_manager(request.user)
+
+    def get_form(
+        self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        field = self.organization_field
+        if access.is_operator(request.user) or not field:
+            return form
+        organization_id = request.user.organization_id
+
+        class OrganizationForm(form):  # type: ignore[misc, valid-type]
+            """The organization is not on the form, so Django would skip the uniqueness
+            checks that include it (and the database would answer with a 500): set it
+            before validation and keep those checks."""
+
+            def _get_validation_exclusions(self) -> set[str]:
+                return set(super()._get_validation_exclusions()) - {field}
+
+            def _post_clean(self) -> None:
+                setattr(self.instance, f"{field}_id", organization_id)
+                super()._post_clean()
+
+        return OrganizationForm
 
     def get_exclude(self, request: HttpRequest, obj: Model | None = None) -> Any:
         excluded = list(super().get_exclude(request, obj) or [])
@@ -162,6 +186,12 @@ class ProviderCredentialForm(forms.ModelForm):
         super().__init__(*args, **kwargs)
         self.saved_key = self.instance.api_key if self.instance.pk else ""
         self.initial["api_key"] = ""
+
+    def clean_base_url(self) -> str:
+        url = self.cleaned_data.get("base_url", "")
+        if url:
+            check_provider_endpoint(url)
+        return url
 
     def clean_api_key(self) -> Any:
         value = self.cleaned_data.get("api_key", "")

@@ -45,10 +45,10 @@ def lockout_response(request: HttpRequest, *args: Any) -> HttpResponse:
     return response
 
 
-def reset_after_sign_in(request: HttpRequest | None, email: str) -> None:
+def reset_after_sign_in(email: str) -> None:
     """Clear the failure counts of a completed sign-in (password and any second factor)."""
-    from axes.helpers import get_client_ip_address
     from axes.utils import reset
 
-    ip = get_client_ip_address(request) if request is not None else None
-    reset(ip=ip, username=email)
+    # The account's count only: clearing the IP's count too would let someone who signs
+    # in to their own account now and then keep guessing other people's passwords.
+    reset(username=email)

@@ -102,7 +102,16 @@ class User(AbstractBaseUser, PermissionsMixin):
     def save(self, *args: Any, **kwargs: Any) -> None:
         self.email = self.email.lower()
         self.is_staff = self.is_superuser or self.role in (Role.MANAGER, Role.ADMIN)
+        password_changed = self._password is not None and self.pk is not None
         super().save(*args, **kwargs)
+        if password_changed:
+            # A new password ends every API session too (access tokens end by themselves:
+            # they carry a fingerprint of the password hash).
+            from django.db import transaction
+
+            from accounts.services import revoke_refresh_tokens
+
+            transaction.on_commit(lambda: revoke_refresh_tokens(self))
 
     @property
     def display_name(self) -> str:
@@ -349,7 +358,7 @@ class AuthenticatorDevice(Device):
 
     def verify_token(self, token: Any) -> bool:
         token = str(token or "").strip().replace(" ", "")
-        if not token.isdigit() or len(token) != TOTP_DIGITS:
+        if not (token.isascii() and token.isdigit()) or len(token) != TOTP_DIGITS:
             return False
         totp = self.totp()
         now_step = totp.t()

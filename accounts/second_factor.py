@@ -36,6 +36,7 @@ from accounts.models import (
     User,
     hash_recovery_code,
 )
+from accounts.services import revoke_refresh_tokens
 
 ISSUER = "AvatarAdam"
 VERIFY, ENROL = "verify", "enrol"
@@ -92,8 +93,12 @@ def qr_svg(uri: str) -> str:
 
 
 def _new_recovery_codes(user: User) -> list[str]:
-    RecoveryCodeDevice.objects.filter(user=user).delete()
-    device = RecoveryCodeDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
+    # The device stays (a session verified with a recovery code stays verified); its codes
+    # are replaced.
+    device = RecoveryCodeDevice.objects.filter(user=user).first()
+    if device is None:
+        device = RecoveryCodeDevice.objects.create(user=user, name="Recovery codes", confirmed=True)
+    device.codes.all().delete()
     codes = []
     for _ in range(RECOVERY_CODE_COUNT):
         raw = base64.b32encode(secrets.token_bytes(10)).decode().lower()  # 80 bits
@@ -117,6 +122,8 @@ def confirm_enrolment(request: HttpRequest, user: User, code: str) -> list[str] 
         device.save(update_fields=["confirmed", "confirmed_at"])
         codes = _new_recovery_codes(user)
         audit.record(AuditAction.OTP_ENABLED, actor=user, target=user)
+        # Tokens obtained with the password alone end: the API asks for the code now.
+        transaction.on_commit(lambda: revoke_refresh_tokens(user))
     otp_login(request, device)
     return codes
 
@@ -133,6 +140,7 @@ def disable(user: User) -> None:
         AuthenticatorDevice.objects.filter(user=user).delete()
         RecoveryCodeDevice.objects.filter(user=user).delete()
         audit.record(AuditAction.OTP_DISABLED, actor=user, target=user)
+        transaction.on_commit(lambda: revoke_refresh_tokens(user))
 
 
 def remaining_recovery_codes(user: User) -> int:
@@ -153,7 +161,7 @@ def check_code(request: HttpRequest | None, user: User, code: str) -> tuple[bool
     if device is not None and device.verify_token(code):
         if request is not None and hasattr(request, "session"):
             otp_login(request, device)
-        reset_after_sign_in(request, user.email)
+        reset_after_sign_in(user.email)
         return True, False
     if any(ch.isalpha() for ch in code):
         recovery = RecoveryCodeDevice.objects.filter(user=user).first()
@@ -166,7 +174,7 @@ def check_code(request: HttpRequest | None, user: User, code: str) -> tuple[bool
             )
             if request is not None and hasattr(request, "session"):
                 otp_login(request, recovery)
-            reset_after_sign_in(request, user.email)
+            reset_after_sign_in(user.email)
             return True, True
     user_login_failed.send(
         sender=__name__,
@@ -182,7 +190,9 @@ def check_code(request: HttpRequest | None, user: User, code: str) -> tuple[bool
 class SecondFactorMiddleware:
     """Hold a password-only session at the second step until it is done."""
 
-    OPEN_PREFIXES = ("/static/", "/healthz", "/readyz", "/metrics", "/api/")
+    # API calls authenticate with tokens or keys (request.user is anonymous here); a
+    # browser's half-signed-in session reaching /api/ (the docs) is held like any page.
+    OPEN_PREFIXES = ("/static/", "/healthz", "/readyz", "/metrics")
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
         self.get_response = get_response

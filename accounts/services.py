@@ -314,3 +314,8 @@ def record_organization_changes(
         audit.record(AuditAction.ORG_SETTINGS_CHANGED, actor=actor,
                      organization_id=organization.pk, target=organization,
                      changes=changes)  # fmt: skip
+    if changes.get("require_second_factor") == [False, True]:
+        # Staff API sessions opened with a password alone end; signing in again asks for
+        # the code (or sends them to set one up).
+        staff = list(organization.users.filter(role__in=[Role.MANAGER, Role.ADMIN]))
+        transaction.on_commit(lambda: [revoke_refresh_tokens(user) for user in staff])

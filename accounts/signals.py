@@ -15,7 +15,7 @@ def _logged_in(sender: Any, request: Any, user: User, **kwargs: Any) -> None:
     from accounts.second_factor import has_second_factor
 
     if not has_second_factor(user):
-        lockout.reset_after_sign_in(request, user.email)
+        lockout.reset_after_sign_in(user.email)
 
 
 def _login_failed(

@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils.http import url_has_allowed_host_and_scheme
+from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from accounts import second_factor
@@ -38,6 +39,7 @@ def _locked(request: HttpRequest) -> HttpResponse:
     return lockout_response(request)
 
 
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def verify(request: HttpRequest) -> HttpResponse:
@@ -66,6 +68,7 @@ def verify(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/two_factor_verify.html", context)
 
 
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def setup(request: HttpRequest) -> HttpResponse:
@@ -108,6 +111,7 @@ def _password_ok(request: HttpRequest) -> bool:
     return False
 
 
+@never_cache
 @login_required
 @require_http_methods(["GET", "POST"])
 def manage(request: HttpRequest) -> HttpResponse:

@@ -457,6 +457,8 @@ RETRIEVAL_LEXICAL_WEIGHT = env.float("RETRIEVAL_LEXICAL_WEIGHT", default=0.0)
 
 # --- Conversation engine ----------------------------------------------------------------
 
+# Organizations' own provider endpoints may point at private addresses (accounts.endpoints).
+PROVIDER_ENDPOINTS_ALLOW_PRIVATE = env.bool("PROVIDER_ENDPOINTS_ALLOW_PRIVATE", default=DEBUG)
 LLM_API_KEY = env("LLM_API_KEY", default="")
 LLM_BASE_URL = env("LLM_BASE_URL", default="https://openrouter.ai/api/v1")
 # "openai" (any OpenAI-compatible API) once a key or a base URL is configured; else offline.

@@ -12,6 +12,7 @@ from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import access
+from accounts.models import User
 from knowledge import progress as progress_events
 from knowledge import services
 from knowledge.extraction import ACCEPTED_LIST, UnsupportedDocument
@@ -135,10 +136,21 @@ async def document_events(request: HttpRequest) -> HttpResponse:
         raise PermissionDenied("Only managers can follow the knowledge base.")
     organization_id = user.organization_id
 
+    async def still_allowed() -> bool:
+        # Checked at every heartbeat: a manager demoted or deactivated mid-stream stops
+        # receiving events within one heartbeat.
+        current = await User.objects.filter(pk=user.pk).afirst()
+        return bool(
+            current and current.is_active and access.is_manager(current)
+            and current.organization_id == organization_id
+        )  # fmt: skip
+
     async def events() -> AsyncIterator[str]:
         yield "retry: 3000\n\n"
         async for event in progress_events.follow(organization_id, PROGRESS_STREAM_SECONDS):
             if event is None:
+                if not await still_allowed():
+                    return
                 yield ": keep-alive\n\n"
             else:
                 yield f"event: progress\ndata: {json.dumps(event)}\n\n"

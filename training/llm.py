@@ -27,8 +27,10 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.cache import cache
+from django.core.exceptions import ValidationError
 
 from accounts.encryption import DecryptionError, reveal
+from accounts.endpoints import check_provider_endpoint
 from accounts.models import ProviderService
 from accounts.services import provider_credential
 from knowledge.tokens import count_tokens
@@ -164,6 +166,7 @@ class OpenAIChatModel:
         app_name: str = "AvatarAdam",
         price_prompt_per_mtok: float | None = None,
         price_completion_per_mtok: float | None = None,
+        breaker_scope: str = "",
     ) -> None:
         import openai
 
@@ -179,7 +182,9 @@ class OpenAIChatModel:
             max_retries=max_retries,
             default_headers=headers,
         )
-        self.breaker = CircuitBreaker(re.sub(r"[^a-z0-9]+", "-", f"{base_url}-{model}".lower()))
+        # An organization's own key gets its own circuit: its failures pause only it.
+        name = f"{breaker_scope}-{base_url}-{model}" if breaker_scope else f"{base_url}-{model}"
+        self.breaker = CircuitBreaker(re.sub(r"[^a-z0-9]+", "-", name.lower()))
         self.prices = (price_prompt_per_mtok, price_completion_per_mtok)
 
     def _error(self, exc: Exception) -> LLMError:
@@ -361,7 +366,8 @@ class OfflineStandIn:
 
 
 class UnreadableKeyModel:
-    """The organization's own key cannot be decrypted: every call fails with that reason."""
+    """The organization's own key or endpoint cannot be used: every call fails with that
+    reason (a sentence saying what an organization admin must fix)."""
 
     is_stand_in = False
 
@@ -370,12 +376,12 @@ class UnreadableKeyModel:
         self.reason = reason
 
     def stream(self, prompt: Prompt) -> Iterator[TextDelta | Usage]:
-        raise LLMError(f"{self.reason} An organization admin must enter the key again.")
+        raise LLMError(self.reason)
 
     def complete(
         self, messages: list[dict[str, str]], *, max_tokens: int, json: bool = False
     ) -> str:
-        raise LLMError(f"{self.reason} An organization admin must enter the key again.")
+        raise LLMError(self.reason)
 
     def cost(self, usage: Usage) -> Decimal | None:
         return None
@@ -383,12 +389,19 @@ class UnreadableKeyModel:
 
 @functools.lru_cache(maxsize=32)
 def _build(
-    provider: str, base_url: str, model: str, timeout: float, delay: int, api_key: str = ""
+    provider: str,
+    base_url: str,
+    model: str,
+    timeout: float,
+    delay: int,
+    api_key: str = "",
+    breaker_scope: str = "",
 ) -> ChatModel:
     if provider == "openai":
         return OpenAIChatModel(
             base_url=base_url,
             api_key=api_key or settings.LLM_API_KEY,
+            breaker_scope=breaker_scope,
             model=model,
             timeout=timeout,
             max_retries=settings.LLM_MAX_RETRIES,
@@ -406,18 +419,29 @@ def get_chat_model(model_override: str = "", organization_id: int | None = None)
     credential = provider_credential(organization_id, ProviderService.LLM)
     if credential is not None:
         model = model_override or settings.LLM_MODEL
+        base_url = credential.base_url or settings.LLM_BASE_URL
         try:
             api_key = reveal(credential.api_key)
+            if credential.base_url:
+                check_provider_endpoint(credential.base_url)  # again: DNS may have changed
         except DecryptionError as exc:
-            return UnreadableKeyModel(model, str(exc))
+            return UnreadableKeyModel(
+                model, f"{exc} An organization admin must enter the key again."
+            )
+        except ValidationError as exc:
+            return UnreadableKeyModel(
+                model,
+                f"The organization's LLM endpoint cannot be used: {exc.messages[0]} "
+                "An organization admin must correct it.",
+            )
+        if not api_key:  # never send the platform's key to an organization's endpoint
+            return UnreadableKeyModel(
+                model, "The organization's LLM key is empty; an organization admin must enter it."
+            )
         return _build(
-            "openai",
-            credential.base_url or settings.LLM_BASE_URL,
-            model,
-            settings.LLM_TIMEOUT_SECONDS,
-            0,
-            api_key,
-        )
+            "openai", base_url, model, settings.LLM_TIMEOUT_SECONDS, 0, api_key,
+            f"org{organization_id}",
+        )  # fmt: skip
     return _build(
         settings.LLM_PROVIDER,
         settings.LLM_BASE_URL,

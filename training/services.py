@@ -430,6 +430,7 @@ def delete_scenario(*, actor: Actor, scenario_id: int) -> None:
         raise PermissionDenied("Only managers can delete scenarios.")
     scenario = access.access_or_404(actor, Scenario.objects.current(), pk=scenario_id)
     family = Scenario.objects.select_for_update().filter(family=scenario.family)
+    versions = list(family)  # locked until the end of the transaction
     used = (
         TrainingSession.objects.filter(scenario__family=scenario.family).exists()
         or Assignment.objects.filter(scenario__family=scenario.family).exists()
@@ -441,8 +442,8 @@ def delete_scenario(*, actor: Actor, scenario_id: int) -> None:
             status=409,
         )
     audit.record("scenario.deleted", actor=actor, target=scenario,
-                 changes={"title": scenario.title, "versions": family.count()})  # fmt: skip
-    family.delete()
+                 changes={"title": scenario.title, "versions": len(versions)})  # fmt: skip
+    Scenario.objects.filter(pk__in=[version.pk for version in versions]).delete()
 
 
 def assignments_for(actor: Actor):  # noqa: ANN201 - a queryset

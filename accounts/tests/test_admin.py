@@ -154,3 +154,33 @@ def test_demoting_a_manager_ends_their_admin_access(client, carol, acme):
     change_user(client, manager, role=Role.LEARNER)
     client.force_login(manager)
     assert client.get(reverse("admin:index")).status_code == 302
+
+
+def test_a_duplicate_team_name_is_a_form_error_not_a_crash(client, alice, acme_team):
+    client.force_login(alice)
+    response = client.post(reverse("admin:accounts_team_add"), {"name": acme_team.name})
+    assert response.status_code == 200
+    assert "already exists" in response.content.decode()
+    assert Team.objects.filter(name=acme_team.name).count() == 1
+
+
+def test_an_operator_placed_in_an_organization_is_out_of_its_staffs_reach(
+    client, api_as, acme, carol
+):
+    operator = User.objects.create_superuser("ops@platform.test", "an-operator-passphrase")
+    operator.organization = acme
+    operator.save()
+    client.force_login(carol)  # even the organization's admin
+    assert client.get(reverse("admin:accounts_user_change", args=[operator.pk])).status_code in (
+        302, 404,
+    )  # fmt: skip
+    password_page = client.get(f"/admin/accounts/user/{operator.pk}/password/")
+    assert password_page.status_code in (302, 403, 404)
+    api = api_as(carol)
+    assert api.get(f"/api/v1/users/{operator.pk}/").status_code == 404
+    assert (
+        api.patch(f"/api/v1/users/{operator.pk}/", {"is_active": False}, format="json").status_code
+        == 404
+    )
+    operator.refresh_from_db()
+    assert operator.is_active

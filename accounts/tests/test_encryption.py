@@ -94,7 +94,7 @@ def test_tampered_ciphertext_is_a_clear_error_naming_the_field_and_the_page_stil
     # Saving other fields keeps the stored value as it was (never the error text).
     saved = client.post(
         f"/admin/accounts/providercredential/{credential.pk}/change/",
-        {"service": "llm", "base_url": "https://llm.example.test/v1", "api_key": ""},
+        {"service": "llm", "base_url": "https://1.1.1.1/v1", "api_key": ""},
     )
     assert saved.status_code == 302
     assert raw_value("accounts_providercredential", "api_key", credential.pk) == "gAAAAAtampered"
@@ -138,3 +138,27 @@ def test_a_missing_key_stops_start_up_naming_the_variable():
     assert missing.returncode == 1
     assert "FIELD_ENCRYPTION_KEYS is not set" in missing.stderr
     assert "Traceback" not in missing.stderr
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("http://1.1.1.1/v1", "must be an https"),
+        ("https://169.254.169.254/latest/meta-data/", "private or reserved"),
+        ("https://127.0.0.1:5432/", "private or reserved"),
+        ("https://10.0.0.8/v1", "private or reserved"),
+        ("https://[::1]/v1", "private or reserved"),
+        ("https://user:pw@1.1.1.1/v1", "not in the URL"),
+        ("https://no-such-host.invalid/v1", "cannot be resolved"),
+    ],
+)
+def test_provider_endpoints_on_internal_addresses_are_refused(client, carol, url, reason):
+    client.force_login(carol)
+    response = client.post(
+        "/admin/accounts/providercredential/add/",
+        {"service": "llm", "base_url": url, "api_key": "sk-anything"},
+    )
+    assert response.status_code == 200  # the form again, with the reason
+    assert reason in response.content.decode()
+    assert not ProviderCredential.objects.exists()

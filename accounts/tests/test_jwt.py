@@ -125,6 +125,19 @@ def test_a_password_change_invalidates_existing_access_tokens(api_client, bob):
     assert api_client.get("/api/v1/auth/me/").status_code == 401
 
 
+def test_a_password_change_ends_refresh_tokens_too(
+    api_client, bob, django_capture_on_commit_callbacks
+):
+    tokens = token_for(api_client, bob)
+    with django_capture_on_commit_callbacks(execute=True):
+        bob.set_password("a-brand-new-passphrase")
+        bob.save()
+    refreshed = api_client.post(
+        "/api/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json"
+    )
+    assert refreshed.status_code == 401
+
+
 def test_a_deactivated_user_can_neither_use_nor_refresh_tokens(api_client, bob):
     tokens = token_for(api_client, bob)
     bob.is_active = False

@@ -85,3 +85,13 @@ def test_a_manager_is_offered_the_admin_and_can_open_it(client, alice, password)
     sign_in(client, alice.email, password)
     assert "Open the admin" in client.get(reverse("home")).content.decode()
     assert client.get(reverse("admin:index")).status_code == 200
+
+
+def test_signing_in_to_ones_own_account_does_not_clear_the_ip_count(
+    client, alice, bob, carol, password
+):
+    for _ in range(5):
+        sign_in(client, carol.email, "guess")  # five guesses at someone else
+    assert sign_in(client, bob.email, password).status_code == 302  # the guesser's own account
+    client.post(reverse("logout"))
+    assert sign_in(client, alice.email, "guess").status_code == 429  # sixth from this IP

@@ -244,3 +244,58 @@ def test_a_required_user_without_a_second_factor_gets_no_token(api_client, acme,
     response = token(api_client, alice, password)
     assert response.status_code == 401
     assert response.json()["error"]["code"] == "otp_enrolment_required"
+
+
+def test_digits_from_other_scripts_are_a_wrong_code_not_a_crash(client, api_client, bob, password):
+    enrol_second_factor(bob)
+    sign_in(client, bob, password)
+    assert enter_code(client, "١٢٣٤٥٦").status_code == 400
+    response = token(api_client, bob, password, otp="١٢٣٤٥٦")
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "otp_invalid"
+
+
+def test_new_recovery_codes_keep_a_session_verified_with_a_recovery_code(client, bob, password):
+    _, codes = enrol_second_factor(bob)
+    sign_in(client, bob, password)
+    enter_code(client, codes[0])
+    renewed = client.post(
+        reverse("two-factor-manage"), {"action": "regenerate", "password": password}
+    )
+    assert renewed.status_code == 200
+    assert client.get("/").status_code == 200
+
+
+def test_turning_on_a_second_factor_ends_api_sessions_opened_with_the_password_alone(
+    client, api_client, bob, password, django_capture_on_commit_callbacks
+):
+    from conftest import token_for
+
+    tokens = token_for(api_client, bob)
+    client.force_login(bob)
+    client.get(reverse("two-factor-setup"))
+    device = AuthenticatorDevice.objects.get(user=bob, confirmed=False)
+    with django_capture_on_commit_callbacks(execute=True):
+        client.post(reverse("two-factor-setup"), {"code": totp_code(device)})
+    refreshed = api_client.post(
+        "/api/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json"
+    )
+    assert refreshed.status_code == 401
+
+
+def test_an_organization_requiring_a_second_factor_ends_staff_api_sessions(
+    api_client, api_as, acme, alice, carol, password, django_capture_on_commit_callbacks
+):
+    from conftest import token_for
+
+    tokens = token_for(api_client, alice)
+    admin = api_as(carol)
+    with django_capture_on_commit_callbacks(execute=True):
+        changed = admin.patch(
+            "/api/v1/organization/", {"require_second_factor": True}, format="json"
+        )
+    assert changed.status_code == 200
+    refreshed = api_client.post(
+        "/api/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json"
+    )
+    assert refreshed.status_code == 401

@@ -40,14 +40,14 @@ def test_secrets_never_appear_anywhere_they_are_shown(
     # An organization admin saves, then replaces, the organization's LLM key.
     added = client.post(
         "/admin/accounts/providercredential/add/",
-        {"service": "llm", "base_url": "http://127.0.0.1:9/v1", "api_key": PROVIDER_KEY},
+        {"service": "llm", "base_url": "https://1.1.1.1/v1", "api_key": PROVIDER_KEY},
     )
     assert added.status_code == 302, added.content
     credential = ProviderCredential.objects.get(organization=acme)
     assert credential.api_key == PROVIDER_KEY
     changed = client.post(
         f"/admin/accounts/providercredential/{credential.pk}/change/",
-        {"service": "llm", "base_url": "http://127.0.0.1:9/v1", "api_key": NEW_PROVIDER_KEY},
+        {"service": "llm", "base_url": "https://1.1.1.1/v1", "api_key": NEW_PROVIDER_KEY},
     )
     assert changed.status_code == 302
     assert ProviderCredential.objects.get(pk=credential.pk).api_key == NEW_PROVIDER_KEY

@@ -116,9 +116,13 @@ def test_repeated_failures_open_the_circuit_and_calls_fail_fast(wire):
 # --- an organization's own provider key (accounts.ProviderCredential) ------------------
 
 
-def test_an_organization_with_its_own_key_calls_its_endpoint_with_that_key(wire, acme, globex):
+def test_an_organization_with_its_own_key_calls_its_endpoint_with_that_key(
+    wire, acme, globex, settings
+):
     from accounts.models import ProviderCredential
     from training.llm import get_chat_model
+
+    settings.PROVIDER_ENDPOINTS_ALLOW_PRIVATE = True  # the wire server is on 127.0.0.1
 
     ProviderCredential.objects.create(
         organization=acme, service="llm", base_url=wire.base_url, api_key="sk-acme-own-key"
@@ -147,4 +151,31 @@ def test_an_unreadable_organization_key_is_a_clear_error_naming_the_field(acme):
             [credential.pk],
         )
     with pytest.raises(LLMError, match=r"Cannot decrypt provider key “API key”.*enter the key"):
+        get_chat_model("", acme.pk).complete([{"role": "user", "content": "Hi"}], max_tokens=5)
+
+
+def test_an_organization_endpoint_that_is_not_public_https_is_never_called(wire, acme):
+    from accounts.models import ProviderCredential
+    from training.llm import LLMError, get_chat_model
+
+    ProviderCredential.objects.create(
+        organization=acme, service="llm", base_url=wire.base_url, api_key="sk-acme-own-key"
+    )
+    with pytest.raises(LLMError, match=r"must be an https:// URL\. An organization admin must"):
+        get_chat_model("", acme.pk).complete([{"role": "user", "content": "Hi"}], max_tokens=5)
+    ProviderCredential.objects.filter(organization=acme).update(
+        base_url="https://127.0.0.1:9/v1"
+    )  # saved before the check existed, or by a script: refused at use too
+    with pytest.raises(LLMError, match="private or reserved address"):
+        get_chat_model("", acme.pk).complete([{"role": "user", "content": "Hi"}], max_tokens=5)
+    assert wire.requests == []
+
+
+def test_an_organization_key_left_empty_never_falls_back_to_the_platform_key(acme, settings):
+    from accounts.models import ProviderCredential
+    from training.llm import LLMError, get_chat_model
+
+    settings.LLM_API_KEY = "sk-platform-secret"
+    ProviderCredential.objects.create(organization=acme, service="llm", api_key="")
+    with pytest.raises(LLMError, match="key is empty"):
         get_chat_model("", acme.pk).complete([{"role": "user", "content": "Hi"}], max_tokens=5)
