@@ -136,7 +136,7 @@ def summarize(actor: Actor, filters: SummaryFilter | None = None) -> Summary:
 
 
 def _assignment_progress(actor: Actor, filters: SummaryFilter) -> list[dict[str, Any]]:
-    assignments = assignments_for(actor).order_by("due_at", "pk")
+    assignments = assignments_for(actor).order_by("due_at", "pk").prefetch_related("team__members")
     if filters.team_id:
         assignments = assignments.filter(
             Q(team_id=filters.team_id) | Q(learner__teams=filters.team_id)
@@ -165,7 +165,7 @@ def _assignees(actor: Actor, assignment: Assignment) -> list[int]:
     if assignment.learner_id:
         ids = [assignment.learner_id]
     else:
-        ids = list(assignment.team.members.filter(is_active=True).values_list("pk", flat=True))
+        ids = [member.pk for member in assignment.team.members.all() if member.is_active]
     if not access.is_manager(actor):
         ids = [pk for pk in ids if pk == actor.pk]  # a learner's own progress only
     return ids

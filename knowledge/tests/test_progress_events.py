@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from django.db import connections
 from django.test import AsyncClient
 
 from knowledge import progress
@@ -50,8 +51,14 @@ def first_progress_event(user, organization_id_to_publish):
 def run_in_own_thread(coroutine_function):
     # The browser tests' Playwright keeps an event loop on the main thread, so async code
     # under test gets a thread (and a loop) of its own.
+    def run():
+        try:
+            return asyncio.run(coroutine_function())
+        finally:
+            connections.close_all()  # this thread's database connections end with it
+
     with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coroutine_function()).result(timeout=30)
+        return pool.submit(run).result(timeout=30)
 
 
 def test_a_manager_receives_their_organizations_progress_live(alice, monkeypatch):
