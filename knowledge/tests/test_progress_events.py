@@ -6,6 +6,7 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from asgiref.sync import sync_to_async
 from django.db import connections
 from django.test import AsyncClient
 
@@ -51,11 +52,19 @@ def first_progress_event(user, organization_id_to_publish):
 def run_in_own_thread(coroutine_function):
     # The browser tests' Playwright keeps an event loop on the main thread, so async code
     # under test gets a thread (and a loop) of its own.
+    async def and_close():
+        try:
+            return await coroutine_function()
+        finally:
+            # The ORM's calls ran on asgiref's sync thread: end its database connections
+            # there, or the test database cannot be dropped at the end of the session.
+            await sync_to_async(connections.close_all)()
+
     def run():
         try:
-            return asyncio.run(coroutine_function())
+            return asyncio.run(and_close())
         finally:
-            connections.close_all()  # this thread's database connections end with it
+            connections.close_all()
 
     with ThreadPoolExecutor(1) as pool:
         return pool.submit(run).result(timeout=30)
