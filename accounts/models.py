@@ -357,10 +357,16 @@ class AuthenticatorDevice(Device):
         return TOTP(self.secret_bytes(), step=TOTP_STEP_SECONDS, digits=TOTP_DIGITS)
 
     def verify_token(self, token: Any) -> bool:
+        from accounts.encryption import DecryptionError
+
         token = str(token or "").strip().replace(" ", "")
         if not (token.isascii() and token.isdigit()) or len(token) != TOTP_DIGITS:
             return False
-        totp = self.totp()
+        try:
+            totp = self.totp()
+        except DecryptionError:
+            # Logged by the field; the person can still sign in with a recovery code.
+            return False
         now_step = totp.t()
         for offset in range(-TOTP_TOLERANCE_STEPS, TOTP_TOLERANCE_STEPS + 1):
             step = now_step + offset

@@ -26,6 +26,7 @@ from django.utils import timezone
 from django_otp import login as otp_login
 
 from accounts import audit
+from accounts.encryption import CannotDecrypt
 from accounts.lockout import reset_after_sign_in
 from accounts.models import (
     RECOVERY_CODE_COUNT,
@@ -148,6 +149,17 @@ def remaining_recovery_codes(user: User) -> int:
 
 
 # --- the second step --------------------------------------------------------------------
+
+
+def unreadable_secret_message(user: User) -> str:
+    """When the stored authenticator secret no longer decrypts, what to tell the person."""
+    device = AuthenticatorDevice.objects.filter(user=user, confirmed=True).first()
+    if device is not None and isinstance(device.key, CannotDecrypt):
+        return (
+            f"{device.key.message} Sign in with one of your recovery codes, then set up "
+            "your authenticator app again on the two-factor page."
+        )
+    return ""
 
 
 def is_locked_out(request: HttpRequest, user: User) -> bool:

@@ -16,6 +16,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
 from accounts import second_factor
+from accounts.encryption import DecryptionError
 from accounts.lockout import lockout_response
 
 WRONG_CODE = (
@@ -63,7 +64,7 @@ def verify(request: HttpRequest) -> HttpResponse:
             return redirect(context["next"])
         if getattr(request, "axes_locked_out", False):
             return _locked(request)
-        context["error"] = WRONG_CODE
+        context["error"] = second_factor.unreadable_secret_message(user) or WRONG_CODE
         return render(request, "accounts/two_factor_verify.html", context, status=400)
     return render(request, "accounts/two_factor_verify.html", context)
 
@@ -77,10 +78,21 @@ def setup(request: HttpRequest) -> HttpResponse:
     if second_factor.has_second_factor(user):
         return redirect("two-factor-manage")
     device = second_factor.pending_enrolment(user) or second_factor.start_enrolment(user)
+    try:
+        uri, secret = (
+            second_factor.provisioning_uri(device),
+            second_factor.manual_entry_secret(device),
+        )
+    except DecryptionError:  # a pending secret that no longer decrypts: start afresh
+        device = second_factor.start_enrolment(user)
+        uri, secret = (
+            second_factor.provisioning_uri(device),
+            second_factor.manual_entry_secret(device),
+        )
     context = {
         "next": _next_url(request),
-        "qr_svg": second_factor.qr_svg(second_factor.provisioning_uri(device)),
-        "secret": second_factor.manual_entry_secret(device),
+        "qr_svg": second_factor.qr_svg(uri),
+        "secret": secret,
         "required": second_factor.is_required(user),
         "second_factor_pending": second_factor.is_required(user),
     }

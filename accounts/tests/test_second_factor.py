@@ -299,3 +299,19 @@ def test_an_organization_requiring_a_second_factor_ends_staff_api_sessions(
         "/api/v1/auth/token/refresh/", {"refresh": tokens["refresh"]}, format="json"
     )
     assert refreshed.status_code == 401
+
+
+def test_an_authenticator_secret_that_no_longer_decrypts_leaves_recovery_codes_working(
+    client, bob, password
+):
+    device, codes = enrol_second_factor(bob)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            "UPDATE accounts_authenticatordevice SET key = 'gAAAAAtampered' WHERE id = %s",
+            [device.pk],
+        )
+    sign_in(client, bob, password)
+    refused = enter_code(client, "123456")
+    assert refused.status_code == 400  # a clear message naming the field, not a crash
+    assert "Cannot decrypt authenticator app “key”" in refused.content.decode()
+    assert enter_code(client, codes[1]).status_code == 302
