@@ -502,6 +502,38 @@ class OrganizationSerializer(serializers.ModelSerializer):
         read_only_fields = ["id", "slug", "created_at"]
 
 
+@extend_schema_serializer(component_name="OrganizationCreateRequest")
+class OrganizationCreateSerializer(serializers.Serializer):
+    name = serializers.CharField(max_length=200)
+    slug = serializers.SlugField(max_length=80)
+
+
+class OrganizationListView(ListAPIView):
+    """Organizations you can see: platform operators all of them (and create them), everyone
+    else their own."""
+
+    serializer_class = OrganizationSerializer
+    pagination_class = PagePagination
+
+    def get_queryset(self):  # noqa: ANN201 - a queryset
+        return access.scope(self.request.user, Organization.objects.order_by("name"))
+
+    @extend_schema(operation_id="organizations_list", summary="Organizations")
+    def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        return super().get(request, *args, **kwargs)
+
+    @extend_schema(request=OrganizationCreateSerializer, responses={201: OrganizationSerializer},
+                   summary="Create an organization (platform operators)")  # fmt: skip
+    def post(self, request: Request) -> Response:
+        if not access.is_operator(request.user):
+            raise PermissionDenied("Only platform operators can create organizations.")
+        data = OrganizationCreateSerializer(data=request.data)
+        data.is_valid(raise_exception=True)
+        organization = _call(services.create_organization, actor=request.user,
+                             **data.validated_data)  # fmt: skip
+        return Response(OrganizationSerializer(organization).data, status=status.HTTP_201_CREATED)
+
+
 class OrganizationView(APIView):
     """The caller's organization: everyone reads it, organization admins change it."""
 

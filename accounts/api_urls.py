@@ -10,6 +10,7 @@ urlpatterns = [
     path("api-keys/", api.ApiKeyListCreateView.as_view(), name="api-key-list"),
     path("api-keys/<int:pk>/", api.ApiKeyDetailView.as_view(), name="api-key-detail"),
     path("organization/", api.OrganizationView.as_view(), name="api-organization"),
+    path("organizations/", api.OrganizationListView.as_view(), name="api-organization-list"),
     path("audit-events/", api.AuditEventListView.as_view(), name="api-audit-event-list"),
     path("teams/", api.TeamListView.as_view(), name="api-team-list"),
     path("teams/<int:pk>/", api.TeamDetailView.as_view(), name="api-team-detail"),

@@ -233,6 +233,7 @@ class AuditAction(models.TextChoices):
     OTP_DISABLED = "auth.otp_disabled", "Second factor disabled"
     RECOVERY_CODES_REGENERATED = "auth.recovery_codes_regenerated", "Recovery codes replaced"
     RECOVERY_CODE_USED = "auth.recovery_code_used", "Signed in with a recovery code"
+    ORG_CREATED = "org.created", "Organization created"
     ORG_SETTINGS_CHANGED = "org.settings_changed", "Organization settings changed"
     PROVIDER_KEY_CHANGED = "provider_key.changed", "Provider key changed"
     RETENTION_RAN = "audit.retention_ran", "Old audit events removed"

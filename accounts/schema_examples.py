@@ -41,6 +41,7 @@ register_examples({
                      "require_second_factor": True, "managers_see_audit_log": False,
                      "created_at": WHEN},
     "PatchedOrganizationRequest": {"managers_see_audit_log": True},
+    "OrganizationCreateRequestRequest": {"name": "Contoso Ltd", "slug": "contoso"},
     "AuditEvent": {"id": 981, "created_at": WHEN, "actor_label": "maya@northwind.example",
                    "actor_user": 2, "actor_api_key": None, "action": "assignment.created",
                    "target_type": "training.assignment", "target_id": "17",

@@ -89,8 +89,21 @@ def revoke_refresh_tokens(user: User) -> int:
 
 
 @transaction.atomic
-def create_organization(*, name: str, slug: str) -> Organization:
-    return Organization.objects.create(name=name, slug=slug)
+def create_organization(*, name: str, slug: str, actor: Actor | None = None) -> Organization:
+    """A new organization (platform operators; `actor` None for scripts and the demo)."""
+    if actor is not None and not access.is_operator(actor):
+        raise PermissionDenied("Only platform operators can create organizations.")
+    name, slug = (name or "").strip(), (slug or "").strip().lower()
+    if not name:
+        raise ValidationError({"name": "Give the organization a name."})
+    if Organization.objects.filter(slug=slug).exists():
+        raise ValidationError({"slug": f"The short name “{slug}” is taken."})
+    organization = Organization.objects.create(name=name[:200], slug=slug)
+    if actor is not None:
+        audit.record(AuditAction.ORG_CREATED, actor=actor,
+                     organization_id=organization.pk, target=organization,
+                     changes={"name": organization.name, "slug": slug})  # fmt: skip
+    return organization
 
 
 def record_user_changes(*, actor: Actor, user: User, before: dict[str, object]) -> None:

@@ -169,3 +169,28 @@ def test_the_audit_log_through_the_api_follows_the_same_rules_as_the_page(
     assert api_as(bob).get("/api/v1/audit-events/").status_code == 403
     bad = api_as(carol).get("/api/v1/audit-events/?since=yesterday")
     assert bad.status_code == 400
+
+
+def test_operators_list_and_create_organizations_and_others_see_their_own(
+    api_as, acme, globex, alice, oscar
+):
+    operator = api_as(oscar)
+    slugs = [o["slug"] for o in operator.get("/api/v1/organizations/").json()["results"]]
+    assert slugs == ["acme", "globex"]
+    created = operator.post(
+        "/api/v1/organizations/", {"name": "Contoso", "slug": "contoso"}, format="json"
+    )
+    assert created.status_code == 201
+    assert AuditEvent.objects.filter(action="org.created", actor_user=oscar).exists()
+    taken = operator.post(
+        "/api/v1/organizations/", {"name": "Again", "slug": "acme"}, format="json"
+    )
+    assert taken.status_code == 400
+    assert "slug" in taken.json()["error"]["fields"]
+
+    manager = api_as(alice)
+    assert [o["slug"] for o in manager.get("/api/v1/organizations/").json()["results"]] == ["acme"]
+    refused = manager.post(
+        "/api/v1/organizations/", {"name": "Mine", "slug": "mine"}, format="json"
+    )
+    assert refused.status_code == 403
