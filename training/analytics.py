@@ -171,10 +171,30 @@ def _assignees(actor: Actor, assignment: Assignment) -> list[int]:
     return ids
 
 
-def _completed(assignment: Assignment, learner_ids: list[int]) -> int:
+@dataclass(frozen=True)
+class LearnerProgress:
+    """One learner on one assignment: ended sessions since it was assigned, best score."""
+
+    attempts: int = 0
+    best: int | None = None
+
+    def status(self, assignment: Assignment) -> str:
+        if (
+            self.attempts >= assignment.attempts_required
+            and self.best is not None
+            and self.best >= assignment.passing_score
+        ):
+            return "passed"
+        return "in progress" if self.attempts else "not started"
+
+
+def learner_progress(assignment: Assignment, learner_ids: list[int]) -> dict[int, LearnerProgress]:
+    """Progress of these learners on the assignment (the one definition used by the
+    dashboards and the API): ended sessions of any version of the scenario started since
+    it was assigned, and the best graded score among them."""
     if not learner_ids:
-        return 0
-    graded = (
+        return {}
+    rows = (
         TrainingSession.objects.filter(
             learner_id__in=learner_ids,
             scenario__family=assignment.scenario.family,
@@ -182,13 +202,12 @@ def _completed(assignment: Assignment, learner_ids: list[int]) -> int:
             status=SessionStatus.ENDED,
             started_at__gte=assignment.created_at,
         )
-        .filter(GRADED)
         .values("learner_id")
-        .annotate(attempts=Count("id"), best=Max("evaluation__overall"))
+        .annotate(attempts=Count("id"), best=Max("evaluation__overall", filter=GRADED))
     )
-    return sum(
-        1
-        for row in graded
-        if row["attempts"] >= assignment.attempts_required
-        and (row["best"] or 0) >= assignment.passing_score
-    )
+    return {row["learner_id"]: LearnerProgress(row["attempts"], row["best"]) for row in rows}
+
+
+def _completed(assignment: Assignment, learner_ids: list[int]) -> int:
+    progress = learner_progress(assignment, learner_ids)
+    return sum(1 for p in progress.values() if p.status(assignment) == "passed")

@@ -124,7 +124,7 @@ def seed(organization: Organization, manager: User, stdout: TextIO) -> None:
     for scenario, team_name, days in ((renewal, "Account Executives", 7),
                                       (support, "Support Desk", 10)):  # fmt: skip
         team = Team.objects.get(organization=organization, name=team_name)
-        Assignment.objects.get_or_create(
+        assignment, created = Assignment.objects.get_or_create(
             organization=organization,
             scenario=scenario,
             team=team,
@@ -135,5 +135,9 @@ def seed(organization: Organization, manager: User, stdout: TextIO) -> None:
                 "created_by": manager,
             },
         )
+        if created:  # assigned a few days ago, so the finished session below counts
+            Assignment.objects.filter(pk=assignment.pk).update(
+                created_at=timezone.now() - timedelta(days=3)
+            )
     jordan = User.objects.get(email="jordan@demo.avataradam.local")
     _finished_session(renewal, jordan, stdout)

@@ -27,7 +27,6 @@ from training.models import (
     Message,
     MessageStatus,
     Scenario,
-    SessionStatus,
 )
 from training.rendering import message_html, render_reply
 
@@ -38,29 +37,16 @@ def _assignments_for(user: object) -> list[dict[str, object]]:
     rows = []
     for assignment in services.assignments_of(user):
         current = Scenario.objects.current().filter(family=assignment.scenario.family).first()
-        sessions = services.sessions_for(user).filter(
-            learner=user, scenario__family=assignment.scenario.family, is_preview=False
+        progress = analytics.learner_progress(assignment, [user.pk]).get(
+            user.pk, analytics.LearnerProgress()
         )
-        scores = [
-            s.evaluation.overall
-            for s in sessions.select_related("evaluation").filter(
-                evaluation__status=EvaluationStatus.READY
-            )
-        ]
-        done = sessions.filter(status=SessionStatus.ENDED).count()
-        best = max(scores) if scores else None
-        passed = best is not None and best >= assignment.passing_score
         rows.append(
             {
                 "assignment": assignment,
                 "scenario": current,
-                "done": done,
-                "best": best,
-                "status": "passed"
-                if passed and done >= assignment.attempts_required
-                else "in progress"
-                if done
-                else "not started",
+                "done": progress.attempts,
+                "best": progress.best,
+                "status": progress.status(assignment),
             }
         )
     return rows

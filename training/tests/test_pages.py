@@ -146,3 +146,24 @@ def test_the_learner_team_filter_is_their_own(client, bob, acme, globex):
     )
     client.force_login(bob)
     assert "Globex secret" not in client.get(reverse("home")).content.decode()
+
+
+def test_learner_and_manager_count_an_assignment_the_same_way(client, alice, bob, acme):
+    from datetime import timedelta
+
+    from training.analytics import summarize
+
+    scenario = make_scenario(acme, title="Renewal call")
+    graded_session(bob, scenario, 95)  # practised before being assigned: does not count
+    assignment = services.create_assignment(
+        actor=alice, scenario_id=scenario.pk, learner_id=bob.pk, passing_score=70
+    )
+    client.force_login(bob)
+    assert "Not started" in client.get(reverse("home")).content.decode()
+    assert summarize(alice).assignments[0]["learners_completed"] == 0
+
+    later = graded_session(bob, scenario, 81)
+    later.started_at = assignment.created_at + timedelta(minutes=1)
+    later.save()
+    assert "Passed" in client.get(reverse("home")).content.decode()
+    assert summarize(alice).assignments[0]["learners_completed"] == 1
