@@ -19,7 +19,7 @@ import hashlib
 import re
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from django.conf import settings
 from django.core.cache import cache
@@ -144,9 +144,17 @@ def _vector_literal(vector: list[float]) -> str:
     return "[" + ",".join(f"{value:.7f}" for value in vector) + "]"
 
 
-def _fuse(
-    vector_ids: list[int], text_ids: list[int], lexical_weight: float
-) -> list[tuple[int, float, int | None, int | None]]:
+class Ranked(NamedTuple):
+    """A candidate passage, its fused score, and where each signal placed it."""
+
+    chunk_id: int
+    score: float
+    vector_rank: int | None
+    text_rank: int | None
+    document_rank: int | None = None  # its document among the candidates' documents
+
+
+def _fuse(vector_ids: list[int], text_ids: list[int], lexical_weight: float) -> list[Ranked]:
     scores: dict[int, float] = {}
     vector_rank = {chunk_id: rank for rank, chunk_id in enumerate(vector_ids, start=1)}
     text_rank = {chunk_id: rank for rank, chunk_id in enumerate(text_ids, start=1)}
@@ -155,7 +163,7 @@ def _fuse(
     for chunk_id, rank in text_rank.items():
         scores[chunk_id] = scores.get(chunk_id, 0.0) + lexical_weight / (RRF_K + rank)
     ordered = sorted(scores.items(), key=lambda item: (-item[1], item[0]))
-    return [(cid, score, vector_rank.get(cid), text_rank.get(cid)) for cid, score in ordered]
+    return [Ranked(cid, score, vector_rank.get(cid), text_rank.get(cid)) for cid, score in ordered]
 
 
 def _document_matches(
@@ -206,7 +214,7 @@ def _score_fuse(
     vector_ids: list[int],
     lexical_weight: float,
     document_weight: float = DOCUMENT_WEIGHT,
-) -> list[tuple[int, float, int | None, int | None]]:
+) -> list[Ranked]:
     """Re-rank the vector candidates by cosine similarity plus `lexical_weight` times their
     full-text rank and `document_weight` times their document's word match
     (`_document_matches`), each scaled to the best among the candidates.
@@ -250,12 +258,17 @@ def _score_fuse(
         for chunk_id, (similarity, lexical) in features.items()
     ]
     scored.sort(key=lambda item: (-item[1], item[0]))
-    return [(cid, score, vector_rank.get(cid), text_rank.get(cid)) for cid, score in scored]
+    document_order = sorted((d for d, score in documents.items() if score > 0),
+                            key=lambda d: -documents[d])  # fmt: skip
+    document_rank = {document: rank for rank, document in enumerate(document_order, start=1)}
+    return [
+        Ranked(cid, score, vector_rank.get(cid), text_rank.get(cid),
+               document_rank.get(document_of[cid]))
+        for cid, score in scored
+    ]  # fmt: skip
 
 
-def _load_passages(
-    ranked: list[tuple[int, float, int | None, int | None]], query: str
-) -> list[Passage]:
+def _load_passages(ranked: list[Ranked], query: str) -> list[Passage]:
     if not ranked:
         return []
     ids = [chunk_id for chunk_id, *_ in ranked]
@@ -277,7 +290,7 @@ def _load_passages(
         )
         rows = {row[0]: row for row in cursor.fetchall()}
     passages = []
-    for chunk_id, score, vector_rank, text_rank in ranked:
+    for chunk_id, score, vector_rank, text_rank, document_rank in ranked:
         row = rows.get(chunk_id)
         if row is None:
             continue  # deleted between the two queries
@@ -289,6 +302,8 @@ def _load_passages(
             why.append(f"meaning match #{vector_rank}")
         if text_rank:
             why.append(f"word match #{text_rank}")
+        if document_rank:
+            why.append(f"its document matches the question's words #{document_rank}")
         passages.append(
             Passage(
                 chunk_id=chunk_id,

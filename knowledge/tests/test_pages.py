@@ -71,6 +71,9 @@ def test_try_a_question_shows_passages_and_why(client, alice):
     assert "policies" in html
     assert "30 days" in html
     assert "meaning match #1" in html
+    # A question sharing words with the document also says so.
+    worded = client.post(reverse("knowledge:search"), {"query": "can I return opened items?"})
+    assert "its document matches the question" in worded.content.decode()
 
 
 def test_downloads_are_attachments_that_are_not_sniffed(client, alice):
