@@ -43,6 +43,7 @@ class ScopeRule:
     organization_path: str
     owner_path: str | None
     learners: LearnerVisibility
+    hidden: dict[str, Any] | None = None  # rows no one but operators sees
 
 
 _rules: dict[type[Model], ScopeRule] = {}
@@ -54,16 +55,19 @@ def register(
     organization: str = "organization_id",
     owner: str | None = None,
     learners: LearnerVisibility = "owner",
+    hidden: dict[str, Any] | None = None,
 ) -> None:
     """Declare how `model` is scoped.
 
     `organization` is the lookup path to the organization's id ("pk" for Organization);
     `owner` the lookup path to the owning user ("pk" for the User model itself);
-    `learners` whether learners see their own rows, all of their organization's, or none.
+    `learners` whether learners see their own rows, all of their organization's, or none;
+    `hidden` a filter for rows only platform operators may see, even in their
+    organization (operator accounts placed in one).
     """
     if learners == "owner" and owner is None:
         raise ImproperlyConfigured(f"{model.__name__}: learners='owner' needs an owner path.")
-    _rules[model] = ScopeRule(organization, owner, learners)
+    _rules[model] = ScopeRule(organization, owner, learners, hidden)
 
 
 def registered_models() -> list[type[Model]]:
@@ -121,9 +125,8 @@ def scope(actor: Actor | None, queryset: QuerySet[ModelT]) -> QuerySet[ModelT]:
     if not actor.organization_id:
         return queryset.none()
     scoped = queryset.filter(**{rule.organization_path: actor.organization_id})
-    if queryset.model._meta.label == "accounts.User":
-        # A platform operator placed in an organization stays out of its staff's reach.
-        scoped = scoped.filter(is_superuser=False)
+    if rule.hidden:
+        scoped = scoped.exclude(**rule.hidden)
     if actor.role in ("manager", "admin"):
         return scoped
     if rule.learners == "all":

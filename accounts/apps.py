@@ -23,7 +23,8 @@ class AccountsConfig(AppConfig):
         )
 
         access.register(Organization, organization="pk", learners="all")
-        access.register(User, owner="pk")
+        # A platform operator placed in an organization stays out of its staff's reach.
+        access.register(User, owner="pk", hidden={"is_superuser": True})
         access.register(Team, owner="members")
         access.register(ApiKey, learners="none")
         access.register(AuditEvent, learners="none")

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from urllib.parse import urlsplit
 
 from django.conf import settings
@@ -23,19 +25,20 @@ from django.core.exceptions import ValidationError
 RESOLVE_TIMEOUT_SECONDS = 3.0
 
 
+_resolver = ThreadPoolExecutor(max_workers=2, thread_name_prefix="endpoint-dns")
+
+
 def _addresses(host: str) -> list[ipaddress.IPv4Address | ipaddress.IPv6Address]:
     try:
         return [ipaddress.ip_address(host)]
     except ValueError:
         pass
-    previous = socket.getdefaulttimeout()
-    socket.setdefaulttimeout(RESOLVE_TIMEOUT_SECONDS)
+    # getaddrinfo has no timeout of its own: wait for it in a worker thread, bounded.
+    lookup = _resolver.submit(socket.getaddrinfo, host, None)
     try:
-        infos = socket.getaddrinfo(host, None)
-    except (OSError, UnicodeError):
+        infos = lookup.result(timeout=RESOLVE_TIMEOUT_SECONDS)
+    except (OSError, UnicodeError, FutureTimeout):
         raise ValidationError(f"The endpoint's host “{host}” cannot be resolved.") from None
-    finally:
-        socket.setdefaulttimeout(previous)
     return [ipaddress.ip_address(info[4][0].split("%", 1)[0]) for info in infos]
 
 

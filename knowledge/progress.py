@@ -8,7 +8,6 @@ so only changes from then on matter, and a page that is not open costs nothing.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import time
 from collections.abc import AsyncIterator
@@ -19,6 +18,8 @@ import redis.asyncio as aioredis
 import structlog
 from django.conf import settings
 
+from accounts.redis_clients import publisher
+
 log = structlog.get_logger(__name__)
 HEARTBEAT_SECONDS = 15.0
 
@@ -27,19 +28,12 @@ def channel(organization_id: int) -> str:
     return f"knowledge:progress:{organization_id}"
 
 
-@functools.lru_cache(maxsize=4)
-def _publisher(url: str, timeout: float) -> redis.Redis:
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-
-
 def publish(organization_id: int, document_id: int, status: str, progress: int) -> None:
     """Tell open pages that a document moved on. Best effort: the page's slow refresh
     and the next event catch up if Redis hiccups, and ingestion never fails for it."""
     message = json.dumps({"document_id": document_id, "status": status, "progress": progress})
     try:
-        _publisher(settings.REDIS_CACHE_URL, settings.REDIS_TIMEOUT_SECONDS).publish(
-            channel(organization_id), message
-        )
+        publisher().publish(channel(organization_id), message)
     except redis.RedisError as exc:
         log.warning("progress_publish_failed", error=str(exc))
 

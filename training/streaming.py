@@ -7,7 +7,6 @@ and then continues live, and a reader that arrives after the end still sees all 
 
 from __future__ import annotations
 
-import functools
 import json
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -16,6 +15,8 @@ from typing import Any
 import redis
 import redis.asyncio as aioredis
 from django.conf import settings
+
+from accounts.redis_clients import publisher
 
 STREAM_TTL_SECONDS = 3600
 BLOCK_MS = 15000  # a reader wakes at least this often (heartbeats keep proxies open)
@@ -34,15 +35,9 @@ def _client(block_seconds: float = 0) -> redis.Redis:
     )
 
 
-@functools.lru_cache(maxsize=4)
-def _publisher(url: str, timeout: float) -> redis.Redis:
-    # Publishing runs once per token: reuse one pooled (thread-safe) client per process.
-    return redis.Redis.from_url(url, socket_timeout=timeout, socket_connect_timeout=timeout)
-
-
 def publish(message_id: int, kind: str, **data: Any) -> None:
     """Append one event (start, token, done, failed) to the reply's stream."""
-    client = _publisher(settings.REDIS_CACHE_URL, settings.REDIS_TIMEOUT_SECONDS)
+    client = publisher()
     key = _key(message_id)
     with client.pipeline(transaction=False) as pipe:
         pipe.xadd(key, {"kind": kind, "data": json.dumps(data)}, maxlen=20000)
