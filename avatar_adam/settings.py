@@ -237,6 +237,14 @@ CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TIMEZONE = "UTC"
 CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+# Queues by kind, each served by its own workers (launcher.WORKERS; README "Queues and
+# workers"): bulk ingestion can never hold up grading, a reply or a sweeper.
+CELERY_TASK_DEFAULT_QUEUE = "maintenance"
+CELERY_TASK_ROUTES = {
+    "training.generate_reply": {"queue": "interactive"},
+    "training.grade_session": {"queue": "grading"},
+    "knowledge.ingest_*": {"queue": "ingestion"},
+}
 CELERY_BEAT_SCHEDULE = {
     "requeue-stalled-documents": {
         "task": "knowledge.requeue_stalled_documents",
