@@ -484,6 +484,15 @@ LLM_APP_URL = env("LLM_APP_URL", default="")
 LLM_PRICE_PROMPT_PER_MTOK = float(env("LLM_PRICE_PROMPT_PER_MTOK", default="") or "nan")
 LLM_PRICE_COMPLETION_PER_MTOK = float(env("LLM_PRICE_COMPLETION_PER_MTOK", default="") or "nan")
 LLM_STAND_IN_TOKEN_DELAY_MS = env.int("LLM_STAND_IN_TOKEN_DELAY_MS", default=20)
+# Replies are generated in the web process (training/turns.py); "celery" sends them to the
+# reserved `interactive` queue instead (measured in BENCHMARKS.md, "Replies under load").
+REPLY_RUNNER = env("REPLY_RUNNER", default="process")
+if REPLY_RUNNER not in {"process", "celery"}:
+    raise ImproperlyConfigured('REPLY_RUNNER must be "process" or "celery".')
+REPLY_TIMEOUT_SECONDS = env.float("REPLY_TIMEOUT_SECONDS", default=90.0)
+REPLY_SLOW_START_SECONDS = env.float("REPLY_SLOW_START_SECONDS", default=3.0)
+REPLY_HEARTBEAT_SECONDS = env.float("REPLY_HEARTBEAT_SECONDS", default=5.0)
+REPLY_STALL_SECONDS = env.float("REPLY_STALL_SECONDS", default=30.0)
 MESSAGE_MAX_CHARS = env.int("MESSAGE_MAX_CHARS", default=4000)
 MESSAGE_RATE_PER_MINUTE = env.int("MESSAGE_RATE_PER_MINUTE", default=20)
 TRAINING_PASSAGES = env.int("TRAINING_PASSAGES", default=4)

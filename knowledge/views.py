@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
-from django.http import FileResponse, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http import FileResponse, HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import access
 from accounts.models import User
+from core import sse
 from knowledge import progress as progress_events
 from knowledge import services
 from knowledge.extraction import ACCEPTED_LIST, UnsupportedDocument
@@ -146,16 +146,13 @@ async def document_events(request: HttpRequest) -> HttpResponse:
         )  # fmt: skip
 
     async def events() -> AsyncIterator[str]:
-        yield "retry: 3000\n\n"
+        yield sse.retry(3000)
         async for event in progress_events.follow(organization_id, PROGRESS_STREAM_SECONDS):
             if event is None:
                 if not await still_allowed():
                     return
-                yield ": keep-alive\n\n"
+                yield sse.KEEP_ALIVE
             else:
-                yield f"event: progress\ndata: {json.dumps(event)}\n\n"
+                yield sse.event("progress", event)
 
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return sse.response(events())

@@ -1,19 +1,137 @@
-"""Admin for managers: scenarios with persona and rubric (versioned), assignments, sessions."""
+"""Admin for managers: scenarios with persona and rubric (versioned), assignments, sessions.
+
+Saves and deletes go through training.services, the functions the pages and the API call,
+so a change made here is checked, versioned and audited exactly as it is there. When a
+service refuses, the form is shown again with its reason (or, for deletions, a message)
+and nothing is saved.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django import forms
 from django.contrib import admin, messages
+from django.contrib.admin.actions import delete_selected as confirm_delete_selected
+from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
-from django.http import HttpRequest, HttpResponseRedirect
+from django.db.models import Model, QuerySet
+from django.forms.models import BaseInlineFormSet
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
-from accounts import audit
 from accounts.admin import OrganizationScopedAdmin
 from training import services
 from training.models import Assignment, RubricItem, Scenario, TrainingSession
+
+
+class ServiceRefused(Exception):
+    """A service refused what the admin asked; `reasons` are for the person asking."""
+
+    def __init__(self, reasons: list[str]) -> None:
+        super().__init__(" ".join(reasons))
+        self.reasons = reasons
+
+
+@contextmanager
+def refused_as_admin_errors() -> Iterator[None]:
+    """Turn a service's refusal (TrainingError, PermissionDenied, ValidationError) into
+    ServiceRefused, which the views below show instead of an error page."""
+    try:
+        yield
+    except ValidationError as exc:
+        raise ServiceRefused(list(exc.messages)) from exc
+    except (services.TrainingError, PermissionDenied) as exc:
+        raise ServiceRefused([str(exc) or "You may not do this."]) from exc
+
+
+def adopt(shown: Model, saved: Model) -> None:
+    """The admin logs and redirects with the object it built: make it the one the service
+    saved (a new version has a new id)."""
+    for field in type(saved)._meta.concrete_fields:
+        setattr(shown, field.attname, getattr(saved, field.attname))
+    shown._state.adding = False
+
+
+class ServiceAdmin(OrganizationScopedAdmin):
+    """An admin whose save_model/save_related/delete_model call services and raise
+    ServiceRefused when refused."""
+
+    def changeform_view(
+        self,
+        request: HttpRequest,
+        object_id: str | None = None,
+        form_url: str = "",
+        extra_context: dict[str, Any] | None = None,
+    ) -> HttpResponse:
+        try:
+            return super().changeform_view(request, object_id, form_url, extra_context)
+        except ServiceRefused as refused:
+            # The view's transaction has rolled back; validate again, with the reason.
+            request._service_refusal = refused.reasons  # type: ignore[attr-defined]
+            return super().changeform_view(request, object_id, form_url, extra_context)
+
+    def get_form(
+        self, request: HttpRequest, obj: Model | None = None, change: bool = False, **kwargs: Any
+    ) -> Any:
+        form = super().get_form(request, obj, change=change, **kwargs)
+        reasons = getattr(request, "_service_refusal", None)
+        if not reasons:
+            return form
+
+        class RefusedForm(form):  # type: ignore[misc, valid-type]
+            def clean(self) -> dict[str, Any]:
+                super().clean()
+                raise ValidationError(reasons)
+
+        return RefusedForm
+
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except ServiceRefused as refused:
+            for reason in refused.reasons:
+                self.message_user(request, reason, messages.ERROR)
+            opts = self.model._meta
+            return HttpResponseRedirect(
+                reverse(f"admin:{opts.app_label}_{opts.model_name}_change", args=[object_id])
+            )
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Any]) -> None:
+        for obj in queryset:
+            self.delete_model(request, obj)
+
+    def get_actions(self, request: HttpRequest) -> dict[str, Any]:
+        actions = super().get_actions(request)
+        if "delete_selected" in actions:
+            _, name, description = actions["delete_selected"]
+            actions["delete_selected"] = (type(self).delete_selected_one_by_one, name, description)
+        return actions
+
+    def delete_selected_one_by_one(
+        self, request: HttpRequest, queryset: QuerySet[Any]
+    ) -> HttpResponse | None:
+        """Django's confirmation page, then each deletion through the service; one that is
+        refused is reported and the others go ahead."""
+        if not request.POST.get("post"):
+            return confirm_delete_selected(self, request, queryset)
+        deleted = 0
+        for obj in queryset:
+            try:
+                with transaction.atomic():
+                    self.log_deletions(request, [obj])
+                    self.delete_model(request, obj)
+            except ServiceRefused as refused:
+                self.message_user(request, f"{obj}: {refused}", messages.ERROR)
+            else:
+                deleted += 1
+        if deleted:
+            self.message_user(request, f"Deleted {deleted} of {len(queryset)}.", messages.SUCCESS)
+        return None
 
 
 class RubricItemInline(admin.TabularInline):
@@ -27,8 +145,23 @@ class RubricItemInline(admin.TabularInline):
     has_add_permission = has_change_permission = has_delete_permission = has_view_permission  # type: ignore[assignment]
 
 
+def rubric_from(formset: BaseInlineFormSet) -> list[dict[str, object]]:
+    """The rubric the inline shows after this edit, in position order (for the service,
+    which replaces the whole rubric)."""
+    kept = []
+    for index, form in enumerate(formset.forms):
+        if form in formset.deleted_forms or (form.instance.pk is None and not form.has_changed()):
+            continue
+        data = form.cleaned_data
+        kept.append((data.get("position") or 0, index, data))
+    return [
+        {"name": data["name"], "good_looks_like": data["good_looks_like"], "weight": data["weight"]}
+        for _, _, data in sorted(kept, key=lambda item: item[:2])
+    ]
+
+
 @admin.register(Scenario)
-class ScenarioAdmin(OrganizationScopedAdmin):
+class ScenarioAdmin(ServiceAdmin):
     list_display = ["title", "mode", "difficulty", "version", "published", "updated_at"]
     list_filter = ["mode", "published", "difficulty"]
     search_fields = ["title", "summary"]
@@ -53,43 +186,75 @@ class ScenarioAdmin(OrganizationScopedAdmin):
     def save_model(
         self, request: HttpRequest, obj: Scenario, form: forms.ModelForm, change: bool
     ) -> None:
-        if change and services.needs_new_version(obj):
-            obj.organization_id = obj.organization_id or request.user.organization_id
-            new = services.save_new_version(obj, actor=request.user)
-            messages.info(
-                request,
-                f"Sessions already ran on version {new.version - 1}; your edit is version "
-                f"{new.version}, and earlier sessions keep the version they ran.",
-            )
-            return
-        if not change:
-            obj.created_by = request.user
-        was_published = bool(change and Scenario.objects.filter(pk=obj.pk, published=True).exists())
-        with transaction.atomic():
-            super().save_model(request, obj, form, change)
-            if obj.published and not was_published:
-                audit.record("scenario.published", actor=request.user, target=obj,
-                             changes={"title": obj.title, "version": obj.version})  # fmt: skip
+        """Nothing yet: save_related saves the scenario and its rubric in one service call."""
 
     def save_related(
         self, request: HttpRequest, form: forms.ModelForm, formsets: Any, change: bool
     ) -> None:
-        super().save_related(request, form, formsets, change)
+        rubric_formset = next(fs for fs in formsets if fs.model is RubricItem)
+        if change and not form.has_changed() and not rubric_formset.has_changed():
+            return
+        rubric = rubric_from(rubric_formset) if rubric_formset.has_changed() or not change else None
+        fields = form.changed_data if change else list(form.cleaned_data)
+        data = {
+            name: form.cleaned_data[name] for name in fields if name in services.SCENARIO_FIELDS
+        }
+        scenario: Scenario = form.instance
+        with refused_as_admin_errors():
+            if change:
+                saved = services.update_scenario(
+                    actor=request.user, scenario_id=scenario.pk, data=data, rubric=rubric
+                )
+            else:
+                saved = services.create_scenario(actor=request.user, data=data, rubric=rubric or [])
+        if "knowledge_documents" in form.changed_data:
+            # Not part of the service's fields; set on the version just saved.
+            saved.knowledge_documents.set(form.cleaned_data["knowledge_documents"])
+        if change and saved.pk != scenario.pk:
+            messages.info(
+                request,
+                f"Your edit is version {saved.version}; version {saved.version - 1} stays as it "
+                "was for the sessions that ran it.",
+            )
+        adopt(scenario, saved)
+
+    def construct_change_message(
+        self, request: HttpRequest, form: forms.ModelForm, formsets: Any, add: bool = False
+    ) -> list[dict[str, Any]]:
+        # The service replaced the rubric; the inline formsets saved nothing to describe.
+        message = super().construct_change_message(request, form, [], add)
+        if not add and any(formset.has_changed() for formset in formsets):
+            message.append({"changed": {"fields": ["rubric"]}})
+        return message
+
+    def delete_model(self, request: HttpRequest, obj: Scenario) -> None:
+        with refused_as_admin_errors():
+            services.delete_scenario(actor=request.user, scenario_id=obj.pk)
 
     @admin.action(description="Preview as a learner")
     def preview(self, request: HttpRequest, queryset: Any) -> HttpResponseRedirect | None:
         scenario = queryset.first()
         if scenario is None:
             return None
-        session = services.start_session(actor=request.user, scenario_id=scenario.pk, preview=True)
+        try:
+            session = services.start_session(
+                actor=request.user, scenario_id=scenario.pk, preview=True
+            )
+        except (services.TrainingError, PermissionDenied) as exc:
+            self.message_user(request, str(exc), messages.ERROR)
+            return None
         return HttpResponseRedirect(reverse("training:session", args=[session.pk]))
 
 
 @admin.register(Assignment)
-class AssignmentAdmin(OrganizationScopedAdmin):
+class AssignmentAdmin(ServiceAdmin):
     list_display = ["scenario", "team", "learner", "due_at", "attempts_required", "passing_score"]
     list_filter = ["team"]
     fields = ["scenario", "team", "learner", "due_at", "attempts_required", "passing_score"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Any = None) -> Any:
+        # What and to whom is fixed once assigned: withdraw it and assign again instead.
+        return ["scenario", "team", "learner"] if obj is not None else []
 
     def formfield_for_foreignkey(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
         field = super().formfield_for_foreignkey(db_field, request, **kwargs)
@@ -100,18 +265,29 @@ class AssignmentAdmin(OrganizationScopedAdmin):
     def save_model(
         self, request: HttpRequest, obj: Assignment, form: forms.ModelForm, change: bool
     ) -> None:
-        with transaction.atomic():
-            if not change:
-                obj.created_by = request.user
-            super().save_model(request, obj, form, change)
-            if not change:
-                assignee = {"team": str(obj.team or ""), "learner": str(obj.learner or "")}
-                audit.record(
-                    "assignment.created",
+        data = form.cleaned_data
+        with refused_as_admin_errors():
+            if change:
+                saved = services.update_assignment(
                     actor=request.user,
-                    target=obj,
-                    changes={"scenario": obj.scenario.title, **assignee},
+                    assignment_id=obj.pk,
+                    **{name: data[name] for name in form.changed_data},
                 )
+            else:
+                saved = services.create_assignment(
+                    actor=request.user,
+                    scenario_id=data["scenario"].pk,
+                    team_id=data["team"].pk if data.get("team") else None,
+                    learner_id=data["learner"].pk if data.get("learner") else None,
+                    due_at=data.get("due_at"),
+                    attempts_required=data["attempts_required"],
+                    passing_score=data["passing_score"],
+                )
+        adopt(obj, saved)
+
+    def delete_model(self, request: HttpRequest, obj: Assignment) -> None:
+        with refused_as_admin_errors():
+            services.delete_assignment(actor=request.user, assignment_id=obj.pk)
 
 
 @admin.register(TrainingSession)

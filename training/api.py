@@ -45,6 +45,7 @@ from accounts.pagination import (
     PagePagination,
 )
 from accounts.throttling import PerCallerScopedRateThrottle
+from core import sse
 from training import analytics, services, streaming
 from training.models import (
     Assignment,
@@ -515,9 +516,7 @@ class MessageCreateView(APIView):
         if wants_stream:
             guard.save(status.HTTP_200_OK, {"stream_reply_id": posted.reply.pk})
             return _event_stream(posted.reply.pk)
-        for kind, _data in streaming.read(posted.reply.pk, settings.API_REPLY_WAIT_SECONDS):
-            if kind in ("done", "failed", "timeout"):
-                break
+        streaming.wait_for_end(posted.reply.pk, settings.API_REPLY_WAIT_SECONDS)
         posted.reply.refresh_from_db()
         body = {
             "learner_message": MessageSerializer(posted.learner_message).data,
@@ -532,17 +531,11 @@ class MessageCreateView(APIView):
 
 def _event_stream(reply_id: int) -> StreamingHttpResponse:
     async def events() -> AsyncIterator[str]:
-        yield f"event: accepted\ndata: {json.dumps({'reply_id': reply_id})}\n\n"
-        async for event_id, kind, data in streaming.aread(reply_id):
-            if kind == "ping":
-                yield ": keep-alive\n\n"
-                continue
-            yield f"id: {event_id}\nevent: {kind}\ndata: {json.dumps(data)}\n\n"
+        yield sse.event("accepted", {"reply_id": reply_id})
+        async for event_id, kind, data in streaming.follow(reply_id):
+            yield sse.KEEP_ALIVE if kind == "ping" else sse.event(kind, data, event_id=event_id)
 
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return sse.response(events())
 
 
 # --- analytics ------------------------------------------------------------------------

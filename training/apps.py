@@ -6,7 +6,7 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training"
 
     def ready(self) -> None:
-        from accounts import access
+        from accounts import access, audit
         from training import schema_examples  # noqa: F401 - registers API examples
         from training.models import (
             Assignment,
@@ -26,4 +26,13 @@ class TrainingConfig(AppConfig):
         )
         access.register(
             Evaluation, organization="session__organization_id", owner="session__learner_id"
+        )
+        audit.register_actions(
+            {
+                "scenario.published": "Scenario published",
+                "scenario.deleted": "Scenario deleted",
+                "assignment.created": "Assignment created",
+                "assignment.updated": "Assignment changed",
+                "assignment.deleted": "Assignment removed",
+            }
         )

@@ -16,11 +16,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import math
 import re
-import time
-from collections.abc import Iterator
+import weakref
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any, Protocol
@@ -96,8 +97,9 @@ class ChatModel(Protocol):
     model_id: str
     is_stand_in: bool
 
-    def stream(self, prompt: Prompt) -> Iterator[TextDelta | Usage]:
-        """Yield text deltas as they come, then one Usage. Raises LLMError."""
+    def astream(self, prompt: Prompt) -> AsyncIterator[TextDelta | Usage]:
+        """Yield text deltas as they come, then one Usage. Raises LLMError. Closing the
+        iterator early stops the call (the provider stops generating)."""
         ...
 
     def complete(
@@ -175,13 +177,18 @@ class OpenAIChatModel:
         headers = {"X-Title": app_name}
         if app_url:
             headers["HTTP-Referer"] = app_url
-        self._client = openai.OpenAI(
-            base_url=base_url,
-            api_key=api_key or "missing",
-            timeout=timeout,
-            max_retries=max_retries,
-            default_headers=headers,
-        )
+        self._options: dict[str, Any] = {
+            "base_url": base_url,
+            "api_key": api_key or "missing",
+            "timeout": timeout,
+            "max_retries": max_retries,
+            "default_headers": headers,
+        }
+        self._client = openai.OpenAI(**self._options)
+        # An async client's connection pool belongs to one event loop: one client per loop.
+        self._async_clients: weakref.WeakKeyDictionary[
+            asyncio.AbstractEventLoop, openai.AsyncOpenAI
+        ] = weakref.WeakKeyDictionary()
         # An organization's own key gets its own circuit: its failures pause only it.
         name = f"{breaker_scope}-{base_url}-{model}" if breaker_scope else f"{base_url}-{model}"
         self.breaker = CircuitBreaker(re.sub(r"[^a-z0-9]+", "-", name.lower()))
@@ -209,13 +216,25 @@ class OpenAIChatModel:
             return LLMError(f"The AI service reported an error: {exc.message}")
         return LLMError("The AI service failed unexpectedly.")
 
-    def stream(self, prompt: Prompt) -> Iterator[TextDelta | Usage]:
+    def _async_client(self) -> Any:
         import openai
 
-        self.breaker.check()
+        loop = asyncio.get_running_loop()
+        client = self._async_clients.get(loop)
+        if client is None:
+            client = self._async_clients[loop] = openai.AsyncOpenAI(**self._options)
+        return client
+
+    async def astream(self, prompt: Prompt) -> AsyncIterator[TextDelta | Usage]:
+        import openai
+        from asgiref.sync import sync_to_async
+
+        # The breaker's state is in the Redis cache (a blocking client): off the loop.
+        breaker = functools.partial(sync_to_async, thread_sensitive=False)
+        await breaker(self.breaker.check)()
         streamed = False
         try:
-            response = self._client.chat.completions.create(
+            response = await self._async_client().chat.completions.create(
                 model=self.model,
                 messages=prompt.messages,  # type: ignore[arg-type]
                 max_tokens=prompt.max_tokens,
@@ -223,26 +242,29 @@ class OpenAIChatModel:
                 stream=True,
                 stream_options={"include_usage": True},
             )
-            for chunk in response:
-                if chunk.choices:
-                    choice = chunk.choices[0]
-                    if choice.finish_reason == "error":
-                        raise LLMError("The AI service stopped with an error mid-reply.")
-                    if choice.delta and choice.delta.content:
-                        streamed = True
-                        yield TextDelta(choice.delta.content)
-                if chunk.usage:
-                    yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+            try:
+                async for chunk in response:
+                    if chunk.choices:
+                        choice = chunk.choices[0]
+                        if choice.finish_reason == "error":
+                            raise LLMError("The AI service stopped with an error mid-reply.")
+                        if choice.delta and choice.delta.content:
+                            streamed = True
+                            yield TextDelta(choice.delta.content)
+                    if chunk.usage:
+                        yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+            finally:
+                await response.close()  # an interrupted reply stops the provider's generation
         except openai.OpenAIError as exc:
-            self.breaker.record_failure()
+            await breaker(self.breaker.record_failure)()
             error = self._error(exc)
             if streamed:
                 error.retryable = False  # never retry automatically once tokens have streamed
             raise error from exc
         except LLMError:
-            self.breaker.record_failure()
+            await breaker(self.breaker.record_failure)()
             raise
-        self.breaker.record_success()
+        await breaker(self.breaker.record_success)()
 
     def complete(
         self, messages: list[dict[str, str]], *, max_tokens: int, json: bool = False
@@ -347,11 +369,11 @@ class OfflineStandIn:
             lines.append(f"- {sentence} [{number}]")
         return "\n".join(lines)
 
-    def stream(self, prompt: Prompt) -> Iterator[TextDelta | Usage]:
+    async def astream(self, prompt: Prompt) -> AsyncIterator[TextDelta | Usage]:
         text = self.reply_text(prompt.context)
         for piece in re.findall(r"\S+\s*", text):
             if self.token_delay:
-                time.sleep(self.token_delay)
+                await asyncio.sleep(self.token_delay)
             yield TextDelta(piece)
         prompt_tokens = sum(count_tokens(m["content"]) for m in prompt.messages)
         yield Usage(prompt_tokens, count_tokens(text))
@@ -375,8 +397,9 @@ class UnreadableKeyModel:
         self.model_id = model_id
         self.reason = reason
 
-    def stream(self, prompt: Prompt) -> Iterator[TextDelta | Usage]:
+    async def astream(self, prompt: Prompt) -> AsyncIterator[TextDelta | Usage]:
         raise LLMError(self.reason)
+        yield  # an async generator, like the others  # pragma: no cover
 
     def complete(
         self, messages: list[dict[str, str]], *, max_tokens: int, json: bool = False

@@ -152,8 +152,10 @@ class Assignment(models.Model):
         ordering = ["due_at", "-created_at"]
         constraints = [
             models.CheckConstraint(
-                condition=models.Q(team__isnull=False) | models.Q(learner__isnull=False),
-                name="assignment_has_assignee",
+                condition=models.Q(team__isnull=False, learner__isnull=True)
+                | models.Q(team__isnull=True, learner__isnull=False),
+                name="assignment_has_one_assignee",
+                violation_error_message="Assign to a team or to a learner (exactly one of them).",
             )
         ]
 

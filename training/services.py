@@ -15,10 +15,9 @@ from django.utils import timezone
 
 from accounts import access, audit
 from accounts.access import Actor
-from training import streaming
-from training.engine import build_prompt
+from training import turns
 from training.grading import grade_extractively, grade_with_model
-from training.llm import END_MARKER, LLMError, TextDelta, Usage, get_chat_model
+from training.llm import LLMError, get_chat_model
 from training.models import (
     Assignment,
     Evaluation,
@@ -31,7 +30,6 @@ from training.models import (
     SessionStatus,
     TrainingSession,
 )
-from training.rendering import message_html
 
 logger = structlog.get_logger(__name__)
 
@@ -149,7 +147,7 @@ def _check_rate(actor: Actor) -> None:
 
 
 def post_message(*, actor: Actor, session_id: int, text: str) -> PostedMessage:
-    """Store the learner's message and queue the reply.
+    """Store the learner's message and start the reply (training.turns).
 
     Raises TrainingError: 400 empty, 413 too long, 409 ended or busy, 429 too fast;
     Http404 for a session that is not the actor's.
@@ -175,7 +173,11 @@ def post_message(*, actor: Actor, session_id: int, text: str) -> PostedMessage:
             raise TrainingError("This session has ended; start a new one to keep practising.",
                                 status=409)  # fmt: skip
         if session.messages.filter(status=MessageStatus.STREAMING).exists():
-            raise TrainingError("Wait for the reply before sending another message.", status=409)
+            # A reply lost with its process must not block the session: finish it now.
+            if not turns.finish_abandoned_replies(session_id=session.pk):
+                raise TrainingError(
+                    "Wait for the reply before sending another message.", status=409
+                )
         _check_rate(actor)
         learner_message = Message.objects.create(
             session=session, role=MessageRole.LEARNER, text=text
@@ -185,75 +187,8 @@ def post_message(*, actor: Actor, session_id: int, text: str) -> PostedMessage:
             role=MessageRole.PERSONA if session.scenario.is_roleplay else MessageRole.TRAINER,
             status=MessageStatus.STREAMING,
         )
-        from training.tasks import generate_reply_task
-
-        transaction.on_commit(lambda: generate_reply_task.delay(reply.pk))
+        transaction.on_commit(lambda: turns.launch(reply.pk))
     return PostedMessage(learner_message, reply)
-
-
-def generate_reply(reply_id: int) -> Message | None:
-    """Stream the model's reply into Redis (for readers) and the database (at the end).
-
-    A provider failure keeps what streamed, marks the reply incomplete with a message that
-    tells the learner to retry; the learner's own message is already stored.
-    """
-    reply = Message.objects.select_related("session__scenario").filter(pk=reply_id).first()
-    if reply is None or reply.status != MessageStatus.STREAMING:
-        return reply  # finished by an earlier delivery of this task
-    session = reply.session
-    learner_message = (
-        session.messages.filter(role=MessageRole.LEARNER, pk__lt=reply.pk).order_by("-pk").first()
-    )
-    model = get_chat_model(session.scenario.llm_model, session.scenario.organization_id)
-    received = time.perf_counter()
-    parts: list[str] = []
-    first_token_ms: int | None = None
-    usage = Usage(0, 0)
-    citations: list[dict[str, object]] = []
-    error = ""
-    try:
-        built = build_prompt(session, learner_message, reply, model)
-        citations = built.citations
-        streaming.publish(reply.pk, "start", citations=citations, model=model.model_id)
-        for event in model.stream(built.prompt):
-            if isinstance(event, TextDelta):
-                if first_token_ms is None:
-                    first_token_ms = int((time.perf_counter() - received) * 1000)
-                parts.append(event.text)
-                streaming.publish(reply.pk, "token", text=event.text)
-            else:
-                usage = event
-    except LLMError as exc:
-        error = str(exc)
-    text = "".join(parts)
-    ends_conversation = END_MARKER in text
-    text = text.replace(END_MARKER, "").strip()
-    reply.text = text
-    reply.citations = citations
-    reply.model = model.model_id
-    reply.prompt_tokens = usage.prompt_tokens or None
-    reply.completion_tokens = usage.completion_tokens or None
-    reply.cost_usd = model.cost(usage) if usage.completion_tokens else None
-    reply.time_to_first_token_ms = first_token_ms
-    reply.total_time_ms = int((time.perf_counter() - received) * 1000)
-    if error:
-        reply.status = MessageStatus.INCOMPLETE
-        reply.error = f"{error} Your message is saved; send it again to retry."[:300]
-    else:
-        reply.status = MessageStatus.COMPLETE
-    reply.save()
-    if ends_conversation and not error:
-        end_session(actor=None, session_id=session.pk, reason="persona_ended")
-    kind = "failed" if error else "done"
-    streaming.publish(reply.pk, kind, html=message_html(reply), ended=ends_conversation)
-    logger.info(
-        "reply_generated",
-        message_id=reply.pk,
-        ttft_ms=first_token_ms,
-        total_ms=reply.total_time_ms,
-        error=bool(error),
-    )
-    return reply
 
 
 def _end(session: TrainingSession, reason: str) -> None:
@@ -286,11 +221,14 @@ def end_session(
 
 
 def end_expired_sessions() -> int:
-    """End every active session past its time limit (run by Celery beat)."""
+    """End every active session past its time limit (run by Celery beat). A session
+    waiting for a reply is left alone: the clock never runs out on a pending reply."""
     count = 0
-    for session_id in TrainingSession.objects.filter(
-        status=SessionStatus.ACTIVE, expires_at__lte=timezone.now()
-    ).values_list("pk", flat=True):
+    for session_id in (
+        TrainingSession.objects.filter(status=SessionStatus.ACTIVE, expires_at__lte=timezone.now())
+        .exclude(messages__status=MessageStatus.STREAMING)
+        .values_list("pk", flat=True)
+    ):
         end_session(actor=None, session_id=session_id, reason="time_limit")
         count += 1
     return count

@@ -5,14 +5,14 @@ from __future__ import annotations
 from celery import shared_task
 from celery.app.task import Task
 
-from training import services
+from training import services, turns
 from training.llm import LLMError
 
 
 @shared_task(name="training.generate_reply", acks_late=True, reject_on_worker_lost=True)
 def generate_reply_task(reply_id: int) -> None:
-    """Never retried automatically: a reply that failed mid-stream is marked incomplete."""
-    services.generate_reply(reply_id)
+    """REPLY_RUNNER=celery only. Never retried: a reply that failed is marked incomplete."""
+    turns.generate_reply(reply_id)
 
 
 @shared_task(
@@ -39,3 +39,8 @@ def grade_session_task(self: Task, session_id: int) -> None:
 @shared_task(name="training.end_expired_sessions", acks_late=True)
 def end_expired_sessions() -> int:
     return services.end_expired_sessions()
+
+
+@shared_task(name="training.finish_abandoned_replies", acks_late=True)
+def finish_abandoned_replies() -> int:
+    return turns.finish_abandoned_replies()

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 
 from asgiref.sync import sync_to_async
@@ -13,22 +12,21 @@ from django.http import (
     HttpRequest,
     HttpResponse,
     HttpResponseBase,
-    StreamingHttpResponse,
 )
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import access
 from accounts.models import Team
+from core import sse
 from training import analytics, services, streaming
 from training.llm import STAND_IN_MODEL_ID
 from training.models import (
     EvaluationStatus,
     Message,
-    MessageStatus,
     Scenario,
 )
-from training.rendering import message_html, render_reply
+from training.rendering import render_reply
 
 SESSION_PAGE = "training/session.html"
 
@@ -178,14 +176,9 @@ def history(request: HttpRequest) -> HttpResponse:
     return render(request, "training/history.html", {"sessions": sessions})
 
 
-def _sse(event_id: str, kind: str, data: dict[str, object]) -> str:
-    head = f"id: {event_id}\n" if event_id else ""
-    return f"{head}event: {kind}\ndata: {json.dumps(data)}\n\n"
-
-
 def _reply_for(user: object, session_id: int, message_id: int) -> Message:
     session = services.access_session(user, session_id)
-    message = session.messages.select_related("session__scenario").filter(pk=message_id).first()
+    message = session.messages.filter(pk=message_id).first()
     if message is None or message.is_from_learner:
         raise Http404("Not found.")
     return message
@@ -197,21 +190,10 @@ async def reply_stream(request: HttpRequest, session_id: int, message_id: int) -
     if not user.is_authenticated:
         return redirect_to_login(request.get_full_path())
     message = await sync_to_async(_reply_for)(user, session_id, message_id)
+    after = request.headers.get("Last-Event-ID", "0-0")
 
     async def events() -> AsyncIterator[str]:
-        if message.status != MessageStatus.STREAMING and not await streaming.aexists(message.pk):
-            kind = "failed" if message.status == MessageStatus.INCOMPLETE else "done"
-            html = await sync_to_async(message_html)(message)
-            yield _sse("", kind, {"html": html, "ended": False})
-            return
-        after = request.headers.get("Last-Event-ID", "0-0")
-        async for event_id, kind, data in streaming.aread(message.pk, after):
-            if kind == "ping":
-                yield ": keep-alive\n\n"
-                continue
-            yield _sse(event_id, kind, data)
+        async for event_id, kind, data in streaming.follow(message.pk, after):
+            yield sse.KEEP_ALIVE if kind == "ping" else sse.event(kind, data, event_id=event_id)
 
-    response = StreamingHttpResponse(events(), content_type="text/event-stream")
-    response["Cache-Control"] = "no-cache"
-    response["X-Accel-Buffering"] = "no"
-    return response
+    return sse.response(events())

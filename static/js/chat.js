@@ -20,8 +20,22 @@
     setBusy(true);
     const text = item.querySelector(".text");
     const source = new EventSource(item.dataset.streamUrl);
+    // Why a reply is slow to start, or that live streaming is unavailable (it still comes).
+    function showStatus(message) {
+      let note = item.querySelector(".reply-status");
+      if (!note) {
+        note = document.createElement("p");
+        note.className = "reply-status small";
+        note.setAttribute("role", "status");
+        item.appendChild(note);
+      }
+      note.textContent = message;
+    }
     source.addEventListener("start", function () { text.textContent = ""; });
+    source.addEventListener("status", function (event) { showStatus(JSON.parse(event.data).text); });
     source.addEventListener("token", function (event) {
+      const note = item.querySelector(".reply-status");
+      if (note) note.remove();
       text.textContent += JSON.parse(event.data).text;
     });
     function finish(event) {

@@ -6,6 +6,7 @@ from celery.contrib.testing.worker import start_worker
 
 from training.models import Message
 from training.tests.factories import make_scenario
+from training.tests.run_turns import finish_reply
 from training.tests.sse import read_all
 
 app = current_app._get_current_object()
@@ -99,7 +100,7 @@ def test_the_debrief_is_pending_then_ready(api_as, bob, acme):
         "/api/v1/sessions/", {"scenario_id": make_scenario(acme).pk}, format="json"
     ).json()
     posted = services.post_message(actor=bob, session_id=session["id"], text="Can we book a call?")
-    services.generate_reply(posted.reply.pk)
+    finish_reply(posted.reply.pk)
     client.post(f"/api/v1/sessions/{session['id']}/end/")
     assert client.get(f"/api/v1/sessions/{session['id']}/evaluation/").json()["status"] == "pending"
     services.grade_session(session["id"])

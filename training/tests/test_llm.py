@@ -15,6 +15,7 @@ from training.llm import (
     Usage,
 )
 from training.tests.chat_wire import BreakMidway, add_chat
+from training.tests.run_turns import events_of, run
 
 pytestmark = pytest.mark.django_db  # the circuit breaker keeps its state in Redis
 
@@ -47,7 +48,7 @@ def prompt():
 
 def test_tokens_stream_in_order_with_usage_and_cost(wire):
     wire.chat["reply"] = "one two three four"
-    events = list(model(wire).stream(prompt()))
+    events = events_of(model(wire), prompt())
     text = "".join(e.text for e in events if isinstance(e, TextDelta))
     usage = next(e for e in events if isinstance(e, Usage))
     assert text == "one two three four"
@@ -62,7 +63,7 @@ def test_tokens_stream_in_order_with_usage_and_cost(wire):
 
 def test_a_429_before_streaming_is_retried(wire):
     wire.script(Fail(429, retry_after="0"))
-    text = "".join(e.text for e in model(wire).stream(prompt()) if isinstance(e, TextDelta))
+    text = "".join(e.text for e in events_of(model(wire), prompt()) if isinstance(e, TextDelta))
     assert text == "Hello from the wire server."
     assert len(wire.requests) == 2
 
@@ -72,13 +73,13 @@ def test_an_error_mid_stream_inside_http_200_keeps_the_tokens_and_is_not_retried
     wire.script(BreakMidway())
     received = []
 
-    def consume():
-        for event in model(wire).stream(prompt()):
+    async def consume():
+        async for event in model(wire).astream(prompt()):
             if isinstance(event, TextDelta):
                 received.append(event.text)
 
     with pytest.raises(LLMError) as failure:
-        consume()
+        run(consume())
     assert "".join(received) == "one two three "
     assert failure.value.retryable is False
     assert len(wire.requests) == 1
@@ -87,7 +88,7 @@ def test_an_error_mid_stream_inside_http_200_keeps_the_tokens_and_is_not_retried
 def test_a_refused_key_is_a_clear_error_without_the_key(wire):
     wire.script(Fail(401))
     with pytest.raises(LLMError) as failure:
-        list(model(wire).stream(prompt()))
+        events_of(model(wire), prompt())
     assert "credentials" in str(failure.value)
     assert "sk-or-secret" not in str(failure.value)
     assert len(wire.requests) == 1
@@ -97,7 +98,7 @@ def test_a_timeout_is_reported_quickly(wire):
     wire.script(Delay(3), Delay(3))
     started = time.monotonic()
     with pytest.raises(LLMError, match="too long"):
-        list(model(wire, timeout=0.5, max_retries=0).stream(prompt()))
+        events_of(model(wire, timeout=0.5, max_retries=0), prompt())
     assert time.monotonic() - started < 2.5
 
 
@@ -106,10 +107,10 @@ def test_repeated_failures_open_the_circuit_and_calls_fail_fast(wire):
     client = model(wire, max_retries=0)
     for _ in range(5):
         with pytest.raises(LLMError):
-            list(client.stream(prompt()))
+            events_of(client, prompt())
     calls = len(wire.requests)
     with pytest.raises(LLMUnavailable, match="try again"):
-        list(client.stream(prompt()))
+        events_of(client, prompt())
     assert len(wire.requests) == calls  # the open circuit sent nothing
 
 

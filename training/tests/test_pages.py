@@ -7,6 +7,7 @@ from accounts.models import Team
 from training import services
 from training.models import Assignment, MessageStatus
 from training.tests.factories import graded_session, make_scenario
+from training.tests.run_turns import finish_reply
 from training.tests.sse import read_all
 
 pytestmark = pytest.mark.django_db
@@ -83,7 +84,7 @@ def test_chatting_on_the_page_streams_the_reply(client, bob, acme):
     assert "data-stream-url" in html
     reply = services.access_session(bob, session_id).messages.get(status=MessageStatus.STREAMING)
 
-    services.generate_reply(reply.pk)
+    finish_reply(reply.pk)
     stream = client.get(reverse("training:reply-stream", args=[session_id, reply.pk]))
     body = read_all(stream).decode()
     assert "event: start" in body
@@ -111,7 +112,7 @@ def test_ending_shows_the_debrief_when_ready(client, bob, acme):
     posted = services.post_message(
         actor=bob, session_id=session.pk, text="Shall we book a review call next Tuesday?"
     )
-    services.generate_reply(posted.reply.pk)
+    finish_reply(posted.reply.pk)
     client.force_login(bob)
     client.post(reverse("training:end", args=[session.pk]))
     waiting = client.get(reverse("training:debrief", args=[session.pk])).content.decode()

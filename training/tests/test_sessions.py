@@ -19,13 +19,14 @@ from training.models import (
 )
 from training.tests.chat_wire import BreakMidway, Reply, add_chat
 from training.tests.factories import make_scenario
+from training.tests.run_turns import finish_reply
 
 pytestmark = pytest.mark.django_db
 
 
 def say(learner, session, text):
     posted = services.post_message(actor=learner, session_id=session.pk, text=text)
-    services.generate_reply(posted.reply.pk)
+    finish_reply(posted.reply.pk)
     posted.reply.refresh_from_db()
     return posted.reply
 

@@ -1,0 +1,158 @@
+"""Replies as turns: generated in this process (no queue), interruptible, and always ended."""
+
+import asyncio
+import time
+from datetime import timedelta
+
+import pytest
+from django.utils import timezone
+
+from training import services, streaming, turns
+from training.models import Message, MessageStatus, SessionStatus, TrainingSession
+from training.tests.factories import make_scenario
+from training.tests.run_turns import finish_reply, run
+
+
+def _posted(learner, organization, text="What matters most to you?"):
+    session = services.start_session(actor=learner, scenario_id=make_scenario(organization).pk)
+    return services.post_message(actor=learner, session_id=session.pk, text=text)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_reply_is_generated_in_this_process_without_any_worker(bob, acme):
+    posted = _posted(bob, acme)  # commits, so the turn starts on this process's turn loop
+    kinds = [kind for kind, _ in streaming.read(posted.reply.pk, timeout_seconds=10)]
+    assert kinds[0] == "start"
+    assert kinds[-1] == "done"
+    reply = Message.objects.get(pk=posted.reply.pk)
+    assert reply.status == MessageStatus.COMPLETE
+    assert "Your price is 30% higher." in reply.text
+
+
+async def _take(reply_id, count):
+    """Iterate a turn for `count` deltas, then stop listening (as barge-in does)."""
+    taken = []
+    generator = turns.stream_reply(reply_id)
+    async for text in generator:
+        taken.append(text)
+        if len(taken) == count:
+            break
+    await generator.aclose()
+    return taken
+
+
+@pytest.mark.django_db
+def test_closing_a_turn_mid_reply_keeps_only_what_was_said_marked_interrupted(bob, acme):
+    posted = _posted(bob, acme)
+    taken = run(_take(posted.reply.pk, 3))
+    reply = Message.objects.get(pk=posted.reply.pk)
+    assert reply.interrupted is True
+    assert reply.status == MessageStatus.COMPLETE
+    assert reply.text == "".join(taken).strip()
+    assert reply.text
+    assert "30% higher" not in reply.text  # the rest was never produced
+    events = list(streaming.read(reply.pk, timeout_seconds=2))
+    assert events[-1][0] == "done"
+    assert events[-1][1]["interrupted"] is True
+    # The learner can speak again at once.
+    services.post_message(actor=bob, session_id=reply.session_id, text="Let me stop you there.")
+
+
+@pytest.mark.django_db
+def test_cancelling_the_task_running_a_turn_interrupts_it_the_same_way(bob, acme, settings):
+    settings.LLM_STAND_IN_TOKEN_DELAY_MS = 30
+    posted = _posted(bob, acme)
+
+    async def barge_in():
+        taken = []
+
+        async def listen():
+            async for text in turns.stream_reply(posted.reply.pk):
+                taken.append(text)
+
+        task = asyncio.create_task(listen())
+        while len(taken) < 2:
+            await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        return taken
+
+    taken = run(barge_in())
+    reply = Message.objects.get(pk=posted.reply.pk)
+    assert reply.interrupted is True
+    assert reply.text.startswith("".join(taken).strip())
+    assert "30% higher" not in reply.text
+
+
+@pytest.mark.django_db
+def test_a_reply_slow_to_start_tells_the_learner_why(bob, acme, settings):
+    settings.LLM_STAND_IN_TOKEN_DELAY_MS = 700  # the stand-in waits before its first word
+    settings.REPLY_SLOW_START_SECONDS = 0.3
+    posted = _posted(bob, acme, text="Hello?")
+    finish_reply(posted.reply.pk)
+    statuses = [data for kind, data in streaming.read(posted.reply.pk, 2) if kind == "status"]
+    assert len(statuses) == 1
+    assert "slow to answer" in statuses[0]["text"]
+    assert "saved" in statuses[0]["text"]
+
+
+@pytest.mark.django_db
+def test_the_session_clock_does_not_run_out_while_a_reply_is_pending(bob, acme, settings):
+    posted = _posted(bob, acme)
+    session = posted.reply.session
+    TrainingSession.objects.filter(pk=session.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=5)
+    )
+    assert services.end_expired_sessions() == 0  # a reply is pending: the clock waits
+    session.refresh_from_db()
+    assert session.status == SessionStatus.ACTIVE
+    finish_reply(posted.reply.pk)
+    assert services.end_expired_sessions() == 1
+    session.refresh_from_db()
+    assert session.ended_reason == "time_limit"
+
+
+@pytest.mark.django_db
+def test_time_spent_waiting_for_a_slow_ai_service_is_given_back(bob, acme, settings):
+    settings.LLM_STAND_IN_TOKEN_DELAY_MS = 500
+    settings.REPLY_SLOW_START_SECONDS = 0.2
+    posted = _posted(bob, acme)
+    before = TrainingSession.objects.get(pk=posted.reply.session_id).expires_at
+    finish_reply(posted.reply.pk)
+    after = TrainingSession.objects.get(pk=posted.reply.session_id).expires_at
+    assert after - before >= timedelta(milliseconds=450)
+
+
+@pytest.mark.django_db
+def test_a_reply_left_streaming_by_a_lost_turn_is_finished_and_the_session_goes_on(
+    bob, acme, settings
+):
+    settings.REPLY_STALL_SECONDS = 1
+    posted = _posted(bob, acme)  # never generated: its process "crashed" (on_commit unrun)
+    blocked = services.TrainingError
+    Message.objects.filter(pk=posted.reply.pk).update(created_at=timezone.now())
+    with pytest.raises(blocked, match="Wait for the reply"):
+        services.post_message(actor=bob, session_id=posted.reply.session_id, text="Hello?")
+    time.sleep(1.1)
+    # Posting again finishes the lost reply on the spot instead of answering 409 forever.
+    again = services.post_message(actor=bob, session_id=posted.reply.session_id, text="Hello?")
+    lost = Message.objects.get(pk=posted.reply.pk)
+    assert lost.status == MessageStatus.INCOMPLETE
+    assert "send it again" in lost.error
+    assert again.reply.status == MessageStatus.STREAMING
+
+
+@pytest.mark.django_db
+def test_a_live_turn_is_never_taken_for_a_lost_one(bob, acme, settings):
+    settings.REPLY_STALL_SECONDS = 1
+    posted = _posted(bob, acme)
+    Message.objects.filter(pk=posted.reply.pk).update(
+        created_at=timezone.now() - timedelta(seconds=5)
+    )
+    streaming.publish(posted.reply.pk, streaming.ALIVE)  # its turn's heartbeat
+    assert turns.finish_abandoned_replies() == 0
+    assert Message.objects.get(pk=posted.reply.pk).status == MessageStatus.STREAMING
+    # ...until the heartbeat stops, or Redis is wiped.
+    streaming.publisher().delete(f"chat:reply:{posted.reply.pk}")
+    assert turns.finish_abandoned_replies() == 1

@@ -1,0 +1,360 @@
+"""A reply is a turn: generated in the web process as an asyncio task, never queued.
+
+`stream_reply(reply_id)` is the turn generator. It yields the reply's text as the model
+streams it, appends every event to the reply's Redis stream (for the chat page and API
+readers on any node), and saves the reply when it ends, whichever way it ends:
+
+- finished: status complete (an END_MARKER ends the session);
+- the provider failed, or took longer than REPLY_TIMEOUT_SECONDS: status incomplete, with
+  what streamed and a sentence telling the learner to send the message again;
+- closed early (`aclose()`) or its task cancelled: what was produced is kept, marked
+  interrupted. Voice barge-in calls exactly this.
+
+`launch(reply_id)` starts a turn from synchronous code (a view, after commit) on this
+process's turn loop, a background thread running an event loop, so a reply never waits
+behind ingestion, grading or another organization's work in a queue. A turn lost with its
+process is finished by `finish_abandoned_replies` (beat, and `post_message` on demand).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import concurrent.futures
+import contextvars
+import threading
+import time
+from collections.abc import AsyncIterator, Coroutine
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import structlog
+from asgiref.sync import ThreadSensitiveContext, async_to_sync, sync_to_async
+from django.conf import settings
+from django.db import connections, transaction
+from django.db.models import F
+
+from training import streaming
+from training.engine import build_prompt
+from training.llm import END_MARKER, ChatModel, LLMError, Prompt, TextDelta, Usage, get_chat_model
+from training.models import Message, MessageRole, MessageStatus, SessionStatus, TrainingSession
+from training.rendering import message_html
+
+logger = structlog.get_logger(__name__)
+
+RETRY = "Your message is saved; send it again to retry."
+SHUTDOWN = "server-shutdown"  # the cancel message of turns stopped by a process exit
+ABANDONED = f"This reply was cut off: the server writing it stopped. {RETRY}"
+
+
+@dataclass
+class _Prepared:
+    reply: Message
+    model: ChatModel
+    prompt: Prompt
+    citations: list[dict[str, object]]
+
+
+@dataclass
+class _Progress:
+    started: float = field(default_factory=time.perf_counter)
+    parts: list[str] = field(default_factory=list)
+    first_token_ms: int | None = None
+    usage: Usage = field(default_factory=lambda: Usage(0, 0))
+    error: str = ""
+    interrupted: bool = False
+
+    def add(self, text: str) -> None:
+        if self.first_token_ms is None:
+            self.first_token_ms = self.elapsed_ms()
+        self.parts.append(text)
+
+    def elapsed_ms(self) -> int:
+        return int((time.perf_counter() - self.started) * 1000)
+
+
+def _prepare(reply_id: int) -> _Prepared | None:
+    reply = Message.objects.select_related("session__scenario").filter(pk=reply_id).first()
+    if reply is None or reply.status != MessageStatus.STREAMING:
+        return None  # finished already (another delivery, or the reconciler)
+    session = reply.session
+    learner_message = (
+        session.messages.filter(role=MessageRole.LEARNER, pk__lt=reply.pk).order_by("-pk").first()
+    )
+    model = get_chat_model(session.scenario.llm_model, session.scenario.organization_id)
+    built = build_prompt(session, learner_message, reply, model)
+    return _Prepared(reply, model, built.prompt, built.citations)
+
+
+def _finish(reply: Message, model: ChatModel | None, progress: _Progress) -> Message | None:
+    """Save the reply once (a reply the reconciler already finished stays as it is)."""
+    text = "".join(progress.parts)
+    ends_conversation = END_MARKER in text and not (progress.error or progress.interrupted)
+    usage = progress.usage
+    fields: dict[str, Any] = {
+        "text": text.replace(END_MARKER, "").strip(),
+        "citations": reply.citations,
+        "model": model.model_id if model else "",
+        "prompt_tokens": usage.prompt_tokens or None,
+        "completion_tokens": usage.completion_tokens or None,
+        "cost_usd": model.cost(usage) if model and usage.completion_tokens else None,
+        "time_to_first_token_ms": progress.first_token_ms,
+        "total_time_ms": progress.elapsed_ms(),
+        "interrupted": progress.interrupted,
+        "status": MessageStatus.INCOMPLETE if progress.error else MessageStatus.COMPLETE,
+        "error": f"{progress.error} {RETRY}"[:300] if progress.error else "",
+    }
+    with transaction.atomic():
+        if not Message.objects.filter(pk=reply.pk, status=MessageStatus.STREAMING).update(**fields):
+            return None
+        waited = progress.first_token_ms or progress.elapsed_ms()
+        if waited > settings.REPLY_SLOW_START_SECONDS * 1000:
+            # Time spent waiting for a slow AI service is given back to the learner.
+            TrainingSession.objects.filter(pk=reply.session_id, status=SessionStatus.ACTIVE).update(
+                expires_at=F("expires_at") + timedelta(milliseconds=waited)
+            )
+    if ends_conversation:
+        from training.services import end_session
+
+        end_session(actor=None, session_id=reply.session_id, reason="persona_ended")
+    return Message.objects.select_related("session__scenario").get(pk=reply.pk)
+
+
+async def _watch(publisher: streaming.ReplyPublisher, progress: _Progress) -> None:
+    """Tell the learner when the reply is slow to start, and keep the stream alive."""
+    told = False
+    while True:
+        await asyncio.sleep(0.5)
+        if not told and progress.first_token_ms is None:
+            if progress.elapsed_ms() >= settings.REPLY_SLOW_START_SECONDS * 1000:
+                told = True
+                await publisher.send(
+                    "status",
+                    text="The AI service is slow to answer right now; still waiting. "
+                    "Your message is saved.",
+                )
+        if time.monotonic() - publisher.last_sent >= settings.REPLY_HEARTBEAT_SECONDS:
+            await publisher.send(streaming.ALIVE)
+
+
+async def stream_reply(reply_id: int) -> AsyncIterator[str]:
+    """The turn generator: yields the reply's text deltas; see the module docstring."""
+    progress = _Progress()
+    publisher = streaming.ReplyPublisher(reply_id)
+    watcher = asyncio.create_task(_watch(publisher, progress))
+    prepared: _Prepared | None = None
+    reply: Message | None = None
+    try:
+        prepared = await sync_to_async(_prepare)(reply_id)
+        if prepared is None:
+            return
+        reply = prepared.reply
+        reply.citations = prepared.citations
+        await publisher.send("start", citations=prepared.citations, model=prepared.model.model_id)
+        async with asyncio.timeout(settings.REPLY_TIMEOUT_SECONDS):
+            async for event in prepared.model.astream(prepared.prompt):
+                if isinstance(event, TextDelta):
+                    progress.add(event.text)
+                    await publisher.send("token", text=event.text)
+                    yield event.text
+                else:
+                    progress.usage = event
+    except LLMError as exc:
+        progress.error = str(exc)
+    except TimeoutError:
+        progress.error = "The AI service took too long to finish the reply."
+    except asyncio.CancelledError as exc:
+        if exc.args and exc.args[0] == SHUTDOWN:
+            progress.error = "The server restarted while writing this reply."
+        else:
+            progress.interrupted = True
+        raise
+    except GeneratorExit:
+        progress.interrupted = True
+        raise
+    except Exception:
+        logger.exception("reply_failed", message_id=reply_id)
+        progress.error = "Something went wrong while writing the reply."
+    finally:
+        watcher.cancel()
+        if reply is None and (progress.error or progress.interrupted):
+            # Stopped while preparing (prompt, retrieval, credentials): the reply still ends.
+            reply = await sync_to_async(Message.objects.filter(pk=reply_id).first)()
+        if reply is not None:
+            await asyncio.shield(_conclude(reply, prepared, progress, publisher))
+
+
+async def _conclude(
+    reply: Message,
+    prepared: _Prepared | None,
+    progress: _Progress,
+    publisher: streaming.ReplyPublisher,
+) -> None:
+    saved = await sync_to_async(_finish)(reply, prepared.model if prepared else None, progress)
+    if saved is None:
+        return
+    html = await sync_to_async(message_html)(saved)
+    ended = saved.session.status == SessionStatus.ENDED
+    kind = "failed" if progress.error else "done"
+    await publisher.send(kind, html=html, ended=ended, interrupted=progress.interrupted)
+    logger.info(
+        "reply_generated",
+        message_id=saved.pk,
+        ttft_ms=progress.first_token_ms,
+        total_ms=progress.elapsed_ms(),
+        error=bool(progress.error),
+        interrupted=progress.interrupted,
+        streamed=publisher.available,
+    )
+
+
+async def run_to_end(reply_id: int) -> None:
+    """Generate a reply with nobody iterating it (the text chat: readers follow Redis)."""
+    async for _ in stream_reply(reply_id):
+        pass
+
+
+async def _run_on_turn_loop(reply_id: int) -> None:
+    async with ThreadSensitiveContext():  # this turn's database work shares one thread
+        try:
+            await run_to_end(reply_id)
+        finally:
+            await sync_to_async(connections.close_all)()  # that thread ends with the turn
+
+
+def generate_reply(reply_id: int) -> None:
+    """Generate a reply to the end from synchronous code (the `interactive` Celery task);
+    its database work runs on the caller's thread and connection."""
+    async_to_sync(run_to_end)(reply_id)
+
+
+# --- the turn loop of this process ------------------------------------------------------
+
+
+class _TurnLoop:
+    """A daemon thread running an event loop that runs this process's turns."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    def _ensure(self) -> asyncio.AbstractEventLoop:
+        with self._lock:
+            if self._loop is None or self._thread is None or not self._thread.is_alive():
+                loop = asyncio.new_event_loop()
+                thread = threading.Thread(target=loop.run_forever, name="turns", daemon=True)
+                thread.start()
+                if self._loop is None:
+                    atexit.register(self.shutdown)
+                self._loop, self._thread = loop, thread
+            return self._loop
+
+    def submit(self, coroutine: Coroutine[Any, Any, None]) -> concurrent.futures.Future[None]:
+        # A fresh context: the caller's (a request's) holds asgiref's executor of a thread
+        # that is gone once the request ends. Its log fields are carried over explicitly.
+        log_fields = structlog.contextvars.get_contextvars()
+        future = contextvars.Context().run(
+            asyncio.run_coroutine_threadsafe,
+            self._tracked(coroutine, log_fields),
+            self._ensure(),
+        )
+        future.add_done_callback(_log_failure)
+        return future
+
+    async def _tracked(
+        self, coroutine: Coroutine[Any, Any, None], log_fields: dict[str, Any]
+    ) -> None:
+        structlog.contextvars.bind_contextvars(**log_fields)
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)
+        try:
+            await coroutine
+        finally:
+            self._tasks.discard(task)
+
+    @property
+    def running(self) -> int:
+        return len(self._tasks)
+
+    def shutdown(self, timeout: float = 5.0) -> None:
+        """Stop running turns so each saves what it produced (as incomplete, retry)."""
+        loop = self._loop
+        if loop is None or not loop.is_running():
+            return
+
+        async def cancel_all() -> None:
+            tasks = list(self._tasks)
+            for task in tasks:
+                task.cancel(SHUTDOWN)
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+        try:
+            asyncio.run_coroutine_threadsafe(cancel_all(), loop).result(timeout)
+        except (concurrent.futures.TimeoutError, RuntimeError):
+            logger.warning("turns_not_saved_at_shutdown", running=len(self._tasks))
+
+
+def _log_failure(future: concurrent.futures.Future[None]) -> None:
+    if not future.cancelled() and future.exception() is not None:
+        logger.error("turn_crashed", exc_info=future.exception())
+
+
+turn_loop = _TurnLoop()
+
+
+def launch(reply_id: int) -> None:
+    """Start generating a reply now: on this process's turn loop (REPLY_RUNNER=process,
+    the default) or on the reserved `interactive` Celery queue (REPLY_RUNNER=celery)."""
+    if settings.REPLY_RUNNER == "celery":
+        from training.tasks import generate_reply_task
+
+        generate_reply_task.delay(reply_id)
+        return
+    turn_loop.submit(_run_on_turn_loop(reply_id))
+
+
+# --- every reply ends ---------------------------------------------------------------------
+
+
+def _is_abandoned(reply: Message, now: float) -> bool:
+    age = now - reply.created_at.timestamp()
+    if age > settings.REPLY_TIMEOUT_SECONDS + settings.REPLY_STALL_SECONDS:
+        return True  # a live turn has timed itself out long before this
+    if age < settings.REPLY_STALL_SECONDS:
+        return False
+    try:
+        quiet = streaming.last_event_age(reply.pk)
+    except Exception:  # Redis unreachable: only the age bound above can decide
+        return False
+    # A live turn writes at least every REPLY_HEARTBEAT_SECONDS; a wiped Redis has no stream.
+    return quiet is None or quiet > settings.REPLY_STALL_SECONDS
+
+
+def finish_abandoned_replies(session_id: int | None = None) -> int:
+    """Finish replies left "streaming" by a lost task, a crashed process or a wiped Redis:
+    incomplete, with what was saved and a retry message. Returns how many."""
+    candidates = Message.objects.filter(status=MessageStatus.STREAMING)
+    if session_id is not None:
+        candidates = candidates.filter(session_id=session_id)
+    now = time.time()
+    count = 0
+    for reply in candidates.select_related("session__scenario"):
+        if not _is_abandoned(reply, now):
+            continue
+        finished = Message.objects.filter(pk=reply.pk, status=MessageStatus.STREAMING).update(
+            status=MessageStatus.INCOMPLETE, error=ABANDONED[:300]
+        )
+        if not finished:
+            continue
+        count += 1
+        reply.refresh_from_db()
+        try:
+            streaming.publish(reply.pk, "failed", html=message_html(reply), ended=False)
+        except Exception:  # readers fall back on the database (see views.reply_stream)
+            logger.warning("abandoned_reply_not_announced", message_id=reply.pk)
+        logger.warning("abandoned_reply_finished", message_id=reply.pk, session_id=reply.session_id)
+    return count
