@@ -14,6 +14,7 @@ from urllib.parse import unquote
 
 import environ
 from django.core.exceptions import ImproperlyConfigured
+from kombu import Queue
 
 from avatar_adam import embedded
 from avatar_adam.redis_urls import celery_broker_url, redis_url_with_db
@@ -240,6 +241,9 @@ CELERY_WORKER_HIJACK_ROOT_LOGGER = False
 # Queues by kind, each served by its own workers (launcher.WORKERS; README "Queues and
 # workers"): bulk ingestion can never hold up grading, a reply or a sweeper.
 CELERY_TASK_DEFAULT_QUEUE = "maintenance"
+TASK_QUEUE_NAMES = ("interactive", "grading", "ingestion", "maintenance")
+# Declared, so a worker started without -Q (tests, a one-box install) serves all of them.
+CELERY_TASK_QUEUES = [Queue(name, routing_key=name) for name in TASK_QUEUE_NAMES]
 CELERY_TASK_ROUTES = {
     "training.generate_reply": {"queue": "interactive"},
     "training.grade_session": {"queue": "grading"},
@@ -251,6 +255,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 120.0,
     },
     "end-expired-sessions": {"task": "training.end_expired_sessions", "schedule": 60.0},
+    "finish-abandoned-replies": {"task": "training.finish_abandoned_replies", "schedule": 30.0},
     "purge-audit-events": {"task": "accounts.purge_audit_events", "schedule": 24 * 3600.0},
 }
 
