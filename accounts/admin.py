@@ -410,17 +410,37 @@ class ApiKeyAdmin(OrganizationScopedAdmin):
         self.message_user(request, f"Revoked {queryset.count()} key(s).")
 
 
+class AuditActionFilter(admin.SimpleListFilter):
+    """The registered actions, by label (the field has no database choices)."""
+
+    title = "action"
+    parameter_name = "action"
+
+    def lookups(self, request: HttpRequest, model_admin: admin.ModelAdmin) -> Any:
+        return audit.action_choices()
+
+    def queryset(self, request: HttpRequest, queryset: QuerySet[AuditEvent]) -> Any:
+        return queryset.filter(action=self.value()) if self.value() else queryset
+
+
 @admin.register(AuditEvent)
 class AuditEventAdmin(OrganizationScopedAdmin):
     """Read-only; organization admins see their organization's events, operators all."""
 
-    list_display = ["created_at", "actor_label", "action", "target_type", "target_id", "ip"]
-    list_filter = ["action"]
+    list_display = ["created_at", "actor_label", "action_label", "target_type", "target_id",
+                    "ip"]  # fmt: skip
+    list_filter = [AuditActionFilter]
     search_fields = ["actor_label", "target_id", "request_id"]
     date_hierarchy = "created_at"
 
+    @admin.display(description="action", ordering="action")
+    def action_label(self, event: AuditEvent) -> str:
+        return event.get_action_display()
+
     def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
-        return [field.name for field in AuditEvent._meta.fields]
+        names = [field.name for field in AuditEvent._meta.fields]
+        return [*names[: names.index("action") + 1], "action_label",
+                *names[names.index("action") + 1 :]]  # fmt: skip
 
     def has_module_permission(self, request: HttpRequest) -> bool:
         return access.can_read_audit_log(request.user)

@@ -23,7 +23,7 @@ from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
-from accounts import access, second_factor, services
+from accounts import access, audit, second_factor, services
 from accounts.filtering import (
     MAX_ID,
     FilteredCursorList,
@@ -34,7 +34,6 @@ from accounts.filtering import (
 from accounts.models import (
     API_KEY_ROLES,
     ApiKey,
-    AuditAction,
     AuditEvent,
     Organization,
     Role,
@@ -567,7 +566,7 @@ class AuditEventSerializer(serializers.ModelSerializer):
 
 
 class AuditEventFilter(django_filters.FilterSet):
-    action = django_filters.ChoiceFilter(choices=AuditAction.choices)
+    action = django_filters.ChoiceFilter(choices=audit.action_choices)  # as registered
     actor = django_filters.CharFilter(field_name="actor_label", lookup_expr="icontains")
     since = UtcDateTimeFilter(field_name="created_at", lookup_expr="gte")
     until = UtcDateTimeFilter(field_name="created_at", lookup_expr="lt")

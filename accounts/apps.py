@@ -8,6 +8,7 @@ class AccountsConfig(AppConfig):
     def ready(self) -> None:
         from accounts import (  # noqa: F401 - registers
             access,
+            audit,
             log_context,
             schema,
             schema_examples,
@@ -15,6 +16,7 @@ class AccountsConfig(AppConfig):
         )
         from accounts.models import (
             ApiKey,
+            AuditAction,
             AuditEvent,
             Organization,
             ProviderCredential,
@@ -29,5 +31,6 @@ class AccountsConfig(AppConfig):
         access.register(ApiKey, learners="none")
         access.register(AuditEvent, learners="none")
         access.register(ProviderCredential, learners="none")
+        audit.register_actions(dict(AuditAction.choices))
         log_context.connect()
         signals.connect()

@@ -13,8 +13,8 @@ from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.views.decorators.http import require_GET
 
-from accounts import access
-from accounts.models import AuditAction, AuditEvent
+from accounts import access, audit
+from accounts.models import AuditEvent
 
 PAGE_SIZE = 200
 
@@ -33,7 +33,7 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str
     }
     if filters["actor"]:
         events = events.filter(actor_label__icontains=filters["actor"])
-    if filters["action"] in AuditAction.values:
+    if filters["action"] in audit.registered_actions():
         events = events.filter(action=filters["action"])
     for key, lookup in (("since", "created_at__date__gte"), ("until", "created_at__date__lte")):
         try:
@@ -54,7 +54,7 @@ def audit_log(request: HttpRequest) -> HttpResponse:
         {
             "events": events[:PAGE_SIZE],
             "filters": filters,
-            "actions": AuditAction.choices,
+            "actions": audit.action_choices(),
             "query": request.GET.urlencode(),
         },
     )

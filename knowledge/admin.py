@@ -1,4 +1,8 @@
-"""Admin for the knowledge base: upload several files at once, watch status, re-ingest."""
+"""Admin for the knowledge base: upload several files at once, watch status, re-ingest.
+
+Uploads, re-ingestion and deletions go through knowledge.services, as the pages and the
+API do (the same checks, the same audit events); a refusal is shown as a message.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +12,7 @@ from django import forms
 from django.contrib import admin, messages
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
@@ -16,6 +20,10 @@ from accounts.admin import OrganizationScopedAdmin
 from knowledge import services
 from knowledge.extraction import ACCEPTED_LIST, UnsupportedDocument
 from knowledge.models import Document
+
+
+class DocumentRefused(Exception):
+    """The service refused to delete a document; the message says why."""
 
 
 class MultipleFileInput(forms.ClearableFileInput):
@@ -79,7 +87,7 @@ class DocumentAdmin(OrganizationScopedAdmin):
                         uploaded_file=uploaded,
                         collection=form.cleaned_data["collection"],
                     )
-                except (services.DocumentTooLarge, UnsupportedDocument) as exc:
+                except (services.DocumentTooLarge, UnsupportedDocument, PermissionDenied) as exc:
                     messages.error(request, f"{uploaded.name}: {exc}")
                     continue
                 if result.created:
@@ -95,19 +103,47 @@ class DocumentAdmin(OrganizationScopedAdmin):
         }
         return TemplateResponse(request, "admin/knowledge/document/upload.html", context)
 
+    def delete_view(
+        self, request: HttpRequest, object_id: str, extra_context: dict[str, Any] | None = None
+    ) -> HttpResponse:
+        try:
+            return super().delete_view(request, object_id, extra_context)
+        except DocumentRefused as refused:  # its transaction rolled back: nothing deleted
+            self.message_user(request, str(refused), messages.ERROR)
+            return HttpResponseRedirect(
+                reverse("admin:knowledge_document_change", args=[object_id])
+            )
+
     def delete_model(self, request: HttpRequest, obj: Document) -> None:
-        services.delete_document(actor=request.user, document_id=obj.pk)
+        try:
+            services.delete_document(actor=request.user, document_id=obj.pk)
+        except PermissionDenied as exc:
+            raise DocumentRefused(str(exc) or "You may not delete this document.") from exc
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        for document in queryset:
+            self.delete_model(request, document)
 
     @admin.action(description="Re-ingest selected documents")
     def reingest_selected(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
+        count = 0
         for document in queryset:
-            services.reingest_document(actor=request.user, document_id=document.pk)
-        self.message_user(request, f"Queued {queryset.count()} document(s) for ingestion.")
+            try:
+                services.reingest_document(actor=request.user, document_id=document.pk)
+            except (PermissionDenied, Http404) as exc:
+                self.message_user(request, f"{document}: {exc}", messages.ERROR)
+                continue
+            count += 1
+        self.message_user(request, f"Queued {count} document(s) for ingestion.")
 
     @admin.action(description="Delete selected documents and their passages")
     def delete_selected_documents(self, request: HttpRequest, queryset: QuerySet[Document]) -> None:
         count = 0
         for document in queryset:
-            services.delete_document(actor=request.user, document_id=document.pk)
+            try:
+                self.delete_model(request, document)
+            except (DocumentRefused, Http404) as exc:
+                self.message_user(request, f"{document}: {exc}", messages.ERROR)
+                continue
             count += 1
         self.message_user(request, f"Deleted {count} document(s).")

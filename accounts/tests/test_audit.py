@@ -1,14 +1,18 @@
 """The audit log: written with the change it records, append-only in the database."""
 
+import ast
 from datetime import timedelta
+from pathlib import Path
 
 import pytest
+from django.core.exceptions import ImproperlyConfigured
+from django.core.management import call_command
 from django.db import DatabaseError, connection, transaction
 from django.urls import reverse
 from django.utils import timezone
 
-from accounts import services
-from accounts.models import AuditEvent
+from accounts import audit, services
+from accounts.models import AuditAction, AuditEvent
 from accounts.tasks import purge_audit_events
 from accounts.tests.factories import make_api_key
 
@@ -168,3 +172,114 @@ def test_changing_the_organizations_settings_is_recorded(client, acme, carol):
     assert event.changes == {"require_second_factor": [False, True]}
     assert event.actor_user == carol
     assert event.organization_id == acme.pk
+
+
+# --- the vocabulary: registered by each app, checked when recorded ------------------------
+
+PROJECT = Path(__file__).resolve().parents[2]
+
+
+def _recorded_actions_in_the_code():
+    """(file:line, action) for every audit.record(...) call outside the tests, the action
+    read from a string literal or an AuditAction member."""
+    found = []
+    packages = [folder for folder in PROJECT.iterdir() if (folder / "__init__.py").exists()]
+    for path in (path for package in packages for path in package.rglob("*.py")):
+        relative = path.relative_to(PROJECT)
+        if "tests" in relative.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not (
+                isinstance(node, ast.Call)
+                and isinstance(node.func, ast.Attribute)
+                and node.func.attr == "record"
+                and isinstance(node.func.value, ast.Name)
+                and node.func.value.id == "audit"
+            ):
+                continue
+            where = f"{relative}:{node.lineno}"
+            first = node.args[0] if node.args else None
+            if isinstance(first, ast.Constant) and isinstance(first.value, str):
+                found.append((where, first.value))
+            elif (
+                isinstance(first, ast.Attribute)
+                and isinstance(first.value, ast.Name)
+                and first.value.id == "AuditAction"
+            ):
+                found.append((where, AuditAction[first.attr].value))
+            else:
+                found.append((where, f"<not a literal: {ast.unparse(first) if first else ''}>"))
+    return found
+
+
+def test_every_action_recorded_in_the_code_is_registered():
+    recorded = _recorded_actions_in_the_code()
+    assert len(recorded) > 20  # the scan finds the calls (accounts, knowledge, training)
+    registered = audit.registered_actions()
+    assert [(where, action) for where, action in recorded if action not in registered] == []
+
+
+def test_each_app_registers_its_own_actions():
+    registered = audit.registered_actions()
+    assert {action.value: action.label for action in AuditAction}.items() <= registered.items()
+    assert registered["document.uploaded"] == "Document uploaded"  # knowledge's
+    assert registered["scenario.published"] == "Scenario published"  # training's
+    assert registered["assignment.created"] == "Assignment created"
+    # accounts keeps only its own vocabulary
+    assert not [a for a in AuditAction.values if a.split(".")[0] in ("document", "scenario")]
+
+
+def test_recording_an_action_nobody_registered_is_refused(alice):
+    with pytest.raises(ImproperlyConfigured, match=r"'document\.shredded' is not registered"):
+        audit.record("document.shredded", actor=alice)
+    assert not AuditEvent.objects.exists()
+
+
+@pytest.mark.parametrize(
+    "actions",
+    [
+        {"apikey.created": "Key made"},  # another label for a registered action
+        {"Shredded": "Shredded"},  # not subject.event
+        {"document." + "x" * 40: "Too long"},  # does not fit AuditEvent.action
+    ],
+)
+def test_registering_a_clashing_or_malformed_action_is_refused(actions, monkeypatch):
+    monkeypatch.setattr(audit, "_actions", dict(audit._actions))
+    with pytest.raises(ImproperlyConfigured):
+        audit.register_actions(actions)
+
+
+def test_a_new_action_needs_no_migration_and_shows_its_label(client, carol, monkeypatch):
+    monkeypatch.setattr(audit, "_actions", dict(audit._actions))
+    audit.register_actions({"report.exported": "Report exported"})
+    audit.register_actions({"report.exported": "Report exported"})  # again: harmless
+    audit.record("report.exported", actor=carol)
+
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)  # exits 1 if needed
+
+    client.force_login(carol)
+    page = client.get(reverse("audit-log"), {"action": "report.exported"}).content.decode()
+    assert '<option value="report.exported" selected>Report exported</option>' in page
+    assert "<td>Report exported</td>" in page
+    admin = client.get(reverse("admin:accounts_auditevent_changelist")).content.decode()
+    assert "?action=report.exported" in admin  # the list filter offers it
+    assert "Report exported" in admin
+
+
+def test_events_of_other_apps_actions_are_filtered_and_labelled(client, carol, alice, api_as):
+    audit.record("document.uploaded", actor=alice, changes={"title": "Returns"})  # knowledge's
+    services.create_api_key(actor=alice, name="CRM sync")
+    client.force_login(carol)
+
+    admin = client.get(
+        reverse("admin:accounts_auditevent_changelist"), {"action": "document.uploaded"}
+    )
+    assert [event.action for event in admin.context["cl"].result_list] == ["document.uploaded"]
+    assert '<td class="field-action_label">Document uploaded</td>' in admin.content.decode()
+
+    page = client.get(reverse("audit-log"), {"action": "document.uploaded"}).content.decode()
+    assert "<td>Document uploaded</td>" in page
+    assert "<td>API key created</td>" not in page
+
+    api = api_as(carol).get("/api/v1/audit-events/?action=document.uploaded").json()
+    assert [event["action"] for event in api["results"]] == ["document.uploaded"]
