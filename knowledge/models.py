@@ -60,6 +60,11 @@ class Document(models.Model):
     page_count = models.PositiveIntegerField(null=True, blank=True)
     chunk_count = models.PositiveIntegerField(default=0)
     attempts = models.PositiveSmallIntegerField(default=0)
+    # The ingestion queue (knowledge/fair_queue.py): when a worker last took it up, and
+    # not before when a provider hiccup is retried.
+    claimed_at = models.DateTimeField(null=True, blank=True)
+    claimed_by = models.CharField(max_length=64, blank=True)  # the task (token) working on it
+    retry_at = models.DateTimeField(null=True, blank=True)
     embedding_model = models.CharField(max_length=120, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
@@ -72,7 +77,15 @@ class Document(models.Model):
                 fields=["organization", "sha256"], name="document_unique_content_per_org"
             )
         ]
-        indexes = [models.Index(fields=["organization", "collection"])]
+        indexes = [
+            models.Index(fields=["organization", "collection"]),
+            models.Index(fields=["organization", "claimed_at"], name="document_org_claimed"),
+            models.Index(
+                fields=["created_at"],
+                name="document_queued",
+                condition=models.Q(status="queued"),
+            ),
+        ]
 
     def __str__(self) -> str:
         return self.title

@@ -172,10 +172,9 @@ def upload_document(
 
 
 def _queue_ingestion(document: Document) -> None:
-    from knowledge.tasks import ingest_document_task
+    from knowledge.tasks import queue_ingestion
 
-    document_id = document.pk
-    transaction.on_commit(lambda: ingest_document_task.delay(document_id))
+    transaction.on_commit(queue_ingestion)
 
 
 @transaction.atomic
@@ -187,7 +186,10 @@ def reingest_document(*, actor: Actor, document_id: int) -> Document:
     document.progress = 0
     document.error = ""
     document.attempts = 0
-    document.save(update_fields=["status", "progress", "error", "attempts", "updated_at"])
+    document.retry_at = None
+    document.save(
+        update_fields=["status", "progress", "error", "attempts", "retry_at", "updated_at"]
+    )
     _queue_ingestion(document)
     return document
 

@@ -13,10 +13,10 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import access
 from accounts.models import User
 from core import sse
+from knowledge import fair_queue, services
 from knowledge import progress as progress_events
-from knowledge import services
 from knowledge.extraction import ACCEPTED_LIST, UnsupportedDocument
-from knowledge.models import Document
+from knowledge.models import Document, DocumentStatus
 from knowledge.retrieval import InvalidQuery, KnowledgeScope, retrieve_passages
 
 PAGE = "knowledge/documents.html"
@@ -27,7 +27,17 @@ def _require_manager(request: HttpRequest) -> None:
         raise PermissionDenied("Only managers can manage the knowledge base.")
 
 
+def _with_positions(documents: list[Document], organization_id: int | None) -> list[Document]:
+    """Queued documents carry their place in the ingestion queue ("n ahead of it")."""
+    if organization_id and any(d.status == DocumentStatus.QUEUED for d in documents):
+        places = fair_queue.positions(organization_id)
+        for document in documents:
+            document.queue_position = places.get(document.pk)
+    return documents
+
+
 def _row(request: HttpRequest, document: Document, status: int = 200) -> HttpResponse:
+    _with_positions([document], document.organization_id)
     return render(request, f"{PAGE}#document-row", {"document": document}, status=status)
 
 
@@ -37,10 +47,11 @@ def documents(request: HttpRequest) -> HttpResponse:
     _require_manager(request)
     rows = access.scope(request.user, Document.objects.all())
     collections = sorted(set(rows.values_list("collection", flat=True)))
+    documents = _with_positions(list(rows), request.user.organization_id)
     return render(
         request,
         PAGE,
-        {"documents": rows, "collections": collections, "accepted": ACCEPTED_LIST},
+        {"documents": documents, "collections": collections, "accepted": ACCEPTED_LIST},
     )
 
 

@@ -29,7 +29,8 @@ def test_an_upload_returns_a_row_that_follows_progress_until_ready(client, alice
     row = response.content.decode()
     assert 'data-status="queued"' in row  # live events compare against this
     assert 'hx-trigger="every 20s"' in row  # the slow refresh if events are held back
-    assert "<progress" in row
+    assert "next in line" in row  # its place in the queue, not an empty bar
+    assert "<progress" not in row
 
 
 def test_a_finished_row_stops_polling(client, alice):

@@ -80,7 +80,7 @@ def _start_worker(env):
 
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "avatar_adam", "worker", "--pool", "solo",
-         "--without-heartbeat", "--without-mingle", "--without-gossip", "-Q", "celery"],
+         "--without-heartbeat", "--without-mingle", "--without-gossip"],
         cwd=Path(__file__).resolve().parents[2],
         env=env,
         stdout=subprocess.DEVNULL,
