@@ -156,3 +156,76 @@ def test_a_live_turn_is_never_taken_for_a_lost_one(bob, acme, settings):
     # ...until the heartbeat stops, or Redis is wiped.
     streaming.publisher().delete(f"chat:reply:{posted.reply.pk}")
     assert turns.finish_abandoned_replies() == 1
+
+
+# --- when Redis falters ----------------------------------------------------------------
+
+
+@pytest.fixture
+def stream_redis_stopped(tmp_path, settings):
+    """Reply streams on a Redis of their own, which is then stopped."""
+    from avatar_adam import embedded
+    from avatar_adam.redis_urls import redis_url_with_db
+
+    url = embedded.ensure_redis(tmp_path)
+    assert embedded.stop_redis(tmp_path)
+    settings.REDIS_CACHE_URL = redis_url_with_db(url, 1)
+
+
+@pytest.mark.django_db
+def test_with_redis_down_the_reply_is_still_written_and_readers_are_told_why(
+    bob, acme, stream_redis_stopped
+):
+    posted = _posted(bob, acme)
+    finish_reply(posted.reply.pk)
+    reply = Message.objects.get(pk=posted.reply.pk)
+    assert reply.status == MessageStatus.COMPLETE
+    assert "Your price is 30% higher." in reply.text  # nothing lost
+
+    async def read_all():
+        return [(kind, data) async for _, kind, data in streaming.follow(reply.pk)]
+
+    events = run(read_all())
+    assert events[0] == ("status", {"text": streaming.UNAVAILABLE})
+    kind, data = events[-1]
+    assert kind == "done"
+    assert "30% higher" in data["html"]
+
+
+@pytest.mark.django_db
+def test_with_redis_down_only_the_age_of_a_reply_can_mark_it_lost(
+    bob, acme, settings, stream_redis_stopped
+):
+    settings.REPLY_STALL_SECONDS = 1
+    posted = _posted(bob, acme)
+    Message.objects.filter(pk=posted.reply.pk).update(
+        created_at=timezone.now() - timedelta(seconds=5)
+    )
+    assert turns.finish_abandoned_replies() == 0  # it may be alive: its stream is unreadable
+    Message.objects.filter(pk=posted.reply.pk).update(
+        created_at=timezone.now() - timedelta(seconds=settings.REPLY_TIMEOUT_SECONDS + 2)
+    )
+    assert turns.finish_abandoned_replies() == 1  # older than any live turn can be
+
+
+# --- on the real worker ------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_maintenance_worker_finishes_replies_lost_with_their_process(bob, acme, settings):
+    from celery import current_app
+    from celery.contrib.testing.worker import start_worker
+
+    from training.tasks import finish_abandoned_replies
+
+    session = services.start_session(actor=bob, scenario_id=make_scenario(acme).pk)
+    reply = Message.objects.create(session=session, role="persona", status=MessageStatus.STREAMING)
+    Message.objects.filter(pk=reply.pk).update(created_at=timezone.now() - timedelta(minutes=10))
+    app = current_app._get_current_object()
+    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+        assert finish_abandoned_replies.delay().get(timeout=30) == 1
+    reply.refresh_from_db()
+    assert reply.status == MessageStatus.INCOMPLETE
+    assert "send it again" in reply.error
+    kinds = [kind for kind, _ in streaming.read(reply.pk, timeout_seconds=2)]
+    assert kinds == ["failed"]  # a page waiting on it shows the retry message at once
