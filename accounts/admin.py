@@ -22,7 +22,6 @@ from django.http import HttpRequest
 
 from accounts import access, audit, services
 from accounts.encryption import CannotDecrypt
-from accounts.endpoints import check_provider_endpoint
 from accounts.models import (
     ApiKey,
     AuditEvent,
@@ -32,6 +31,7 @@ from accounts.models import (
     Team,
     User,
 )
+from core.endpoints import check_provider_endpoint
 
 admin.site.site_header = "AvatarAdam administration"
 admin.site.site_title = "AvatarAdam admin"

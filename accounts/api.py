@@ -6,8 +6,6 @@ from typing import Any
 
 import django_filters
 from django.contrib.auth.forms import PasswordResetForm
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django.db import transaction
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
@@ -24,13 +22,6 @@ from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
 from accounts import access, audit, second_factor, services
-from accounts.filtering import (
-    MAX_ID,
-    FilteredCursorList,
-    FilteredList,
-    IdFilter,
-    UtcDateTimeFilter,
-)
 from accounts.models import (
     API_KEY_ROLES,
     ApiKey,
@@ -40,7 +31,14 @@ from accounts.models import (
     Team,
     User,
 )
-from accounts.pagination import NewestFirstCursorPagination, PagePagination
+from core.filtering import (
+    MAX_ID,
+    FilteredCursorList,
+    FilteredList,
+    IdFilter,
+    UtcDateTimeFilter,
+)
+from core.pagination import NewestFirstCursorPagination, PagePagination
 
 
 class IsManager(BasePermission):
@@ -48,16 +46,6 @@ class IsManager(BasePermission):
 
     def has_permission(self, request: Request, view: APIView) -> bool:
         return access.is_manager(request.user)
-
-
-def raise_as_api_error(exc: Exception) -> None:
-    """Turn a service's Django error into the matching DRF error."""
-    if isinstance(exc, DjangoPermissionDenied):
-        raise PermissionDenied(str(exc)) from exc
-    if isinstance(exc, DjangoValidationError):
-        detail = exc.message_dict if hasattr(exc, "error_dict") else exc.messages
-        raise ValidationError(detail) from exc
-    raise exc
 
 
 def manager_input(
@@ -269,10 +257,7 @@ class ApiKeyListCreateView(ListAPIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        try:
-            created = services.create_api_key(actor=request.user, **data.validated_data)
-        except (DjangoPermissionDenied, DjangoValidationError) as exc:
-            raise_as_api_error(exc)
+        created = services.create_api_key(actor=request.user, **data.validated_data)
         body = ApiKeySerializer(created.api_key).data
         body["key"] = created.full_key
         return Response(body, status=status.HTTP_201_CREATED)
@@ -287,10 +272,7 @@ class ApiKeyDetailView(APIView):
 
     @extend_schema(responses={204: None}, summary="Revoke an API key")
     def delete(self, request: Request, pk: int) -> Response:
-        try:
-            services.revoke_api_key(actor=request.user, api_key_id=pk)
-        except DjangoPermissionDenied as exc:
-            raise_as_api_error(exc)
+        services.revoke_api_key(actor=request.user, api_key_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -338,13 +320,6 @@ class TeamWriteSerializer(serializers.Serializer):
     )
 
 
-def _call(service: Any, **kwargs: Any) -> Any:
-    try:
-        return service(**kwargs)
-    except (DjangoPermissionDenied, DjangoValidationError) as exc:
-        raise_as_api_error(exc)
-
-
 class TeamListView(FilteredList, ListAPIView):
     serializer_class = TeamSerializer
     pagination_class = PagePagination
@@ -362,7 +337,7 @@ class TeamListView(FilteredList, ListAPIView):
                    summary="Create a team (managers)")  # fmt: skip
     def post(self, request: Request) -> Response:
         values = manager_input(request, TeamWriteSerializer, "Only managers can create teams.")
-        team = _call(services.create_team, actor=request.user, name=values["name"],
+        team = services.create_team(actor=request.user, name=values["name"],
                      member_ids=values.get("members", []))  # fmt: skip
         return Response(TeamSerializer(team).data, status=status.HTTP_201_CREATED)
 
@@ -379,7 +354,7 @@ class TeamDetailView(APIView):
         values = manager_input(
             request, TeamWriteSerializer, "Only managers can change teams.", partial=True
         )
-        team = _call(services.update_team, actor=request.user, team_id=pk,
+        team = services.update_team(actor=request.user, team_id=pk,
                      name=values.get("name"), member_ids=values.get("members"))  # fmt: skip
         return Response(TeamSerializer(team).data)
 
@@ -387,7 +362,7 @@ class TeamDetailView(APIView):
     def delete(self, request: Request, pk: int) -> Response:
         if not access.is_manager(request.user):
             raise PermissionDenied("Only managers can delete teams.")
-        _call(services.delete_team, actor=request.user, team_id=pk)
+        services.delete_team(actor=request.user, team_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -465,7 +440,7 @@ class UserListView(FilteredList, ListAPIView):
         data = UserCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
         values = data.validated_data
-        user = _call(services.create_user, actor=request.user, email=values["email"],
+        user = services.create_user(actor=request.user, email=values["email"],
                      full_name=values.get("full_name", ""), role=values["role"],
                      team_ids=values.get("teams", []))  # fmt: skip
         transaction.on_commit(lambda: send_welcome(request, user))
@@ -486,7 +461,7 @@ class UserDetailView(APIView):
         )
         if "teams" in values:
             values["team_ids"] = values.pop("teams")
-        user = _call(services.update_user, actor=request.user, user_id=pk, **values)
+        user = services.update_user(actor=request.user, user_id=pk, **values)
         return Response(UserSerializer(User.objects.get(pk=user.pk)).data)
 
 
@@ -528,7 +503,7 @@ class OrganizationListView(ListAPIView):
             raise PermissionDenied("Only platform operators can create organizations.")
         data = OrganizationCreateSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        organization = _call(services.create_organization, actor=request.user,
+        organization = services.create_organization(actor=request.user,
                              **data.validated_data)  # fmt: skip
         return Response(OrganizationSerializer(organization).data, status=status.HTTP_201_CREATED)
 
@@ -548,7 +523,7 @@ class OrganizationView(APIView):
     def patch(self, request: Request) -> Response:
         data = OrganizationSerializer(data=request.data, partial=True)
         data.is_valid(raise_exception=True)
-        organization = _call(services.update_organization, actor=request.user,
+        organization = services.update_organization(actor=request.user,
                              **data.validated_data)  # fmt: skip
         return Response(OrganizationSerializer(organization).data)
 

@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from django.core.exceptions import PermissionDenied, RequestDataTooBig
+from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.http import Http404
 from rest_framework import exceptions, status
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
+
+from core.errors import Refused, as_refused
 
 
 def error_body(code: str, message: str, fields: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -38,10 +40,14 @@ def error_response_handler(exc: Exception, context: dict[str, Any]) -> Response 
             error_body("request_too_large", "The request body is too large."),
             status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
         )
+    if isinstance(exc, Refused | PermissionDenied | ValidationError):
+        refused = as_refused(exc)
+        assert refused is not None
+        return Response(
+            error_body(refused.code, refused.message, refused.fields), status=refused.status
+        )
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
-    elif isinstance(exc, PermissionDenied):
-        exc = exceptions.PermissionDenied()
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response

@@ -125,6 +125,7 @@ MIDDLEWARE = [
     "django_structlog.middlewares.RequestMiddleware",
     "avatar_adam.middleware.RequestIdHeaderMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    "core.middleware.RefusalMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
@@ -470,7 +471,7 @@ RETRIEVAL_LEXICAL_WEIGHT = env.float("RETRIEVAL_LEXICAL_WEIGHT", default=0.0)
 
 # --- Conversation engine ----------------------------------------------------------------
 
-# Organizations' own provider endpoints may point at private addresses (accounts.endpoints).
+# Organizations' own provider endpoints may point at private addresses (core.endpoints).
 PROVIDER_ENDPOINTS_ALLOW_PRIVATE = env.bool("PROVIDER_ENDPOINTS_ALLOW_PRIVATE", default=DEBUG)
 LLM_API_KEY = env("LLM_API_KEY", default="")
 LLM_BASE_URL = env("LLM_BASE_URL", default="https://openrouter.ai/api/v1")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import django_filters
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from drf_spectacular.utils import extend_schema, extend_schema_serializer
 from rest_framework import serializers, status
-from rest_framework.exceptions import APIException, PermissionDenied, ValidationError
+from rest_framework.exceptions import ValidationError
 from rest_framework.generics import ListAPIView
 from rest_framework.parsers import MultiPartParser
 from rest_framework.request import Request
@@ -17,23 +16,12 @@ from rest_framework.views import APIView
 
 from accounts import access
 from accounts.api import IsManager
-from accounts.filtering import MAX_ID, FilteredList, UtcDateTimeFilter
 from accounts.idempotency import IdempotencyGuard
-from accounts.pagination import PagePagination
+from core.filtering import MAX_ID, FilteredList, UtcDateTimeFilter
+from core.pagination import PagePagination
 from knowledge import services
-from knowledge.extraction import UnsupportedDocument
 from knowledge.models import Document, DocumentFormat, DocumentStatus
-from knowledge.retrieval import InvalidQuery, KnowledgeScope, retrieve_passages
-
-
-class PayloadTooLarge(APIException):
-    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
-    default_code = "document_too_large"
-
-
-class UnsupportedMediaType(APIException):
-    status_code = status.HTTP_415_UNSUPPORTED_MEDIA_TYPE
-    default_code = "unsupported_document_type"
+from knowledge.retrieval import KnowledgeScope, retrieve_passages
 
 
 class DocumentSerializer(serializers.ModelSerializer):
@@ -110,14 +98,8 @@ class DocumentListCreateView(FilteredList, ListAPIView):
                 title=data.validated_data.get("title", ""),
                 collection=data.validated_data.get("collection", ""),
             )
-        except BaseException as exc:
+        except BaseException:
             guard.release()
-            if isinstance(exc, services.DocumentTooLarge):
-                raise PayloadTooLarge(str(exc)) from exc
-            if isinstance(exc, UnsupportedDocument):
-                raise UnsupportedMediaType(str(exc)) from exc
-            if isinstance(exc, DjangoPermissionDenied):
-                raise PermissionDenied(str(exc)) from exc
             raise
         body = DocumentSerializer(result.document).data
         body["duplicate"] = not result.created
@@ -204,16 +186,13 @@ class SearchView(APIView):
             unknown = sorted(set(document_ids) - visible)
             if unknown:
                 raise ValidationError({"document_ids": [f"Unknown document ids: {unknown}."]})
-        try:
-            passages = retrieve_passages(
-                organization_id=request.user.organization_id,
-                query=values["query"],
-                scope=KnowledgeScope(tuple(values["collections"]), tuple(document_ids)),
-                limit=values["limit"],
-                mode=values["mode"],
-            )
-        except InvalidQuery as exc:
-            raise ValidationError({"query": [str(exc)]}) from exc
+        passages = retrieve_passages(
+            organization_id=request.user.organization_id,
+            query=values["query"],
+            scope=KnowledgeScope(tuple(values["collections"]), tuple(document_ids)),
+            limit=values["limit"],
+            mode=values["mode"],
+        )
         return Response(
             {"query": values["query"], "passages": PassageSerializer(passages, many=True).data}
         )

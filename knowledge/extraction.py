@@ -19,6 +19,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from core.errors import Refused
+
 ACCEPTED_TYPES = {
     "pdf": "PDF (.pdf)",
     "docx": "Word (.docx)",
@@ -50,8 +52,11 @@ BINARY_SIGNATURES = {
 HTML_HINT = re.compile(rb"<(!doctype html|html|head|body|h[1-6]|p|div|article)[\s>]", re.I)
 
 
-class UnsupportedDocument(ValueError):
+class UnsupportedDocument(Refused):
     """The upload is not a type we accept; the message says what it is and what we take."""
+
+    status = 415
+    code = "unsupported_document_type"
 
 
 class ExtractionError(Exception):

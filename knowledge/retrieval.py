@@ -26,6 +26,7 @@ from django.core.cache import cache
 from django.db import connection, transaction
 from prometheus_client import Counter, Histogram
 
+from core.errors import Refused
 from knowledge.embeddings import Embedder, get_embedder
 from knowledge.services import knowledge_version
 
@@ -49,8 +50,11 @@ RETRIEVAL_SECONDS = Histogram(
 )
 
 
-class InvalidQuery(ValueError):
-    """The question is empty or too long."""
+class InvalidQuery(Refused):
+    """The question is empty or too long (a refusal about the `query` field)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, fields={"query": [message]})
 
 
 @dataclass(frozen=True)

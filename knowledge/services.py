@@ -31,6 +31,7 @@ from django.utils import timezone
 
 from accounts import access, audit
 from accounts.access import Actor
+from core.errors import Refused
 from knowledge import progress as progress_events
 from knowledge.chunking import HEADING_SEPARATOR, chunk_blocks
 from knowledge.embeddings import Embedder, EmbeddingError, get_embedder
@@ -56,8 +57,11 @@ MAX_ATTEMPTS = 5
 EMBED_BATCH = 64
 
 
-class DocumentTooLarge(ValueError):
+class DocumentTooLarge(Refused):
     """The upload is over DOCUMENT_MAX_BYTES."""
+
+    status = 413
+    code = "document_too_large"
 
 
 __all__ = [

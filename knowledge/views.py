@@ -15,7 +15,7 @@ from accounts.models import User
 from core import sse
 from knowledge import fair_queue, services
 from knowledge import progress as progress_events
-from knowledge.extraction import ACCEPTED_LIST, UnsupportedDocument
+from knowledge.extraction import ACCEPTED_LIST
 from knowledge.models import Document, DocumentStatus
 from knowledge.retrieval import InvalidQuery, KnowledgeScope, retrieve_passages
 
@@ -63,16 +63,11 @@ def upload(request: HttpRequest) -> HttpResponse:
     uploaded = request.FILES.get("file")
     if uploaded is None:
         return HttpResponse("Choose a file to upload.", status=400, content_type="text/plain")
-    try:
-        result = services.upload_document(
-            actor=request.user,
-            uploaded_file=uploaded,
-            collection=request.POST.get("collection", ""),
-        )
-    except services.DocumentTooLarge as exc:
-        return HttpResponse(str(exc), status=413, content_type="text/plain")
-    except UnsupportedDocument as exc:
-        return HttpResponse(str(exc), status=415, content_type="text/plain")
+    result = services.upload_document(
+        actor=request.user,
+        uploaded_file=uploaded,
+        collection=request.POST.get("collection", ""),
+    )
     response = _row(request, result.document, status=202 if result.created else 200)
     if not result.created:
         response["X-Duplicate-Of"] = str(result.document.pk)

@@ -10,7 +10,6 @@ from typing import Any
 
 import django_filters
 from django.conf import settings
-from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
 from django.http import StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
@@ -22,7 +21,7 @@ from drf_spectacular.utils import (
     inline_serializer,
 )
 from rest_framework import renderers, serializers, status
-from rest_framework.exceptions import APIException, PermissionDenied
+from rest_framework.exceptions import PermissionDenied
 from rest_framework.generics import ListAPIView
 from rest_framework.request import Request
 from rest_framework.response import Response
@@ -31,21 +30,21 @@ from rest_framework.views import APIView
 
 from accounts import access
 from accounts.api import manager_input
-from accounts.filtering import (
+from accounts.idempotency import IdempotencyGuard
+from accounts.throttling import PerCallerScopedRateThrottle
+from core import sse
+from core.filtering import (
     MAX_ID,
     FilteredCursorList,
     FilteredList,
     IdFilter,
     UtcDateTimeFilter,
 )
-from accounts.idempotency import IdempotencyGuard
-from accounts.pagination import (
+from core.pagination import (
     NewestFirstCursorPagination,
     OldestFirstCursorPagination,
     PagePagination,
 )
-from accounts.throttling import PerCallerScopedRateThrottle
-from core import sse
 from training import analytics, services, streaming
 from training.models import (
     Assignment,
@@ -58,18 +57,6 @@ from training.models import (
     SessionStatus,
     TrainingSession,
 )
-
-
-class TrainingRefused(APIException):
-    """A request the engine refuses, with the status it chose (400/409/413/429)."""
-
-    default_code = "refused"
-
-    def __init__(self, error: services.TrainingError) -> None:
-        self.status_code = error.status
-        codes = {400: "invalid", 403: "forbidden", 409: "conflict", 413: "too_long",
-                 429: "rate_limited"}  # fmt: skip
-        super().__init__(str(error), code=codes.get(error.status, "refused"))
 
 
 class RubricItemSerializer(serializers.Serializer):
@@ -176,10 +163,7 @@ class ScenarioListView(FilteredList, ListAPIView):
             request, ScenarioWriteSerializer, "Only managers can author scenarios."
         )
         rubric = values.pop("rubric", [])
-        try:
-            scenario = services.create_scenario(actor=request.user, data=values, rubric=rubric)
-        except DjangoPermissionDenied as exc:
-            raise PermissionDenied(str(exc)) from exc
+        scenario = services.create_scenario(actor=request.user, data=values, rubric=rubric)
         return Response(ScenarioSerializer(scenario).data, status=status.HTTP_201_CREATED)
 
 
@@ -212,10 +196,7 @@ class ScenarioDetailView(APIView):
     def delete(self, request: Request, pk: int) -> Response:
         if not access.is_manager(request.user):
             raise PermissionDenied("Only managers can delete scenarios.")
-        try:
-            services.delete_scenario(actor=request.user, scenario_id=pk)
-        except services.TrainingError as exc:
-            raise TrainingRefused(exc) from exc
+        services.delete_scenario(actor=request.user, scenario_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -272,12 +253,7 @@ class AssignmentListCreateView(FilteredList, ListAPIView):
                    summary="Assign a scenario to a team or a learner (managers)")  # fmt: skip
     def post(self, request: Request) -> Response:
         values = manager_input(request, self.InputSerializer, "Only managers can assign training.")
-        try:
-            assignment = services.create_assignment(actor=request.user, **values)
-        except services.TrainingError as exc:
-            raise TrainingRefused(exc) from exc
-        except DjangoPermissionDenied as exc:
-            raise PermissionDenied(str(exc)) from exc
+        assignment = services.create_assignment(actor=request.user, **values)
         return Response(AssignmentSerializer(assignment).data, status=status.HTTP_201_CREATED)
 
 
@@ -304,10 +280,7 @@ class AssignmentDetailView(APIView):
             "Only managers can change assignments.",
             partial=True,
         )
-        try:
-            assignment = services.update_assignment(actor=request.user, assignment_id=pk, **values)
-        except services.TrainingError as exc:
-            raise TrainingRefused(exc) from exc
+        assignment = services.update_assignment(actor=request.user, assignment_id=pk, **values)
         return Response(AssignmentSerializer(assignment).data)
 
     @extend_schema(responses={204: None}, summary="Withdraw an assignment (managers)")
@@ -372,9 +345,6 @@ class SessionListCreateView(FilteredCursorList, ListAPIView):
             return stored.response()
         try:
             session = services.start_session(actor=request.user, **data.validated_data)
-        except services.TrainingError as exc:
-            guard.release()
-            raise TrainingRefused(exc) from exc
         except BaseException:
             guard.release()
             raise
@@ -393,10 +363,7 @@ class SessionEndView(APIView):
     @extend_schema(request=None, responses=SessionSerializer,
                    summary="End a session and queue its debrief")  # fmt: skip
     def post(self, request: Request, pk: int) -> Response:
-        try:
-            session = services.end_session(actor=request.user, session_id=pk)
-        except services.TrainingError as exc:
-            raise TrainingRefused(exc) from exc
+        session = services.end_session(actor=request.user, session_id=pk)
         return Response(SessionSerializer(session).data)
 
 
@@ -507,9 +474,6 @@ class MessageCreateView(APIView):
             posted = services.post_message(
                 actor=request.user, session_id=pk, text=data.validated_data["text"]
             )
-        except services.TrainingError as exc:
-            guard.release()
-            raise TrainingRefused(exc) from exc
         except BaseException:
             guard.release()
             raise

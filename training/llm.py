@@ -31,9 +31,9 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 
 from accounts.encryption import DecryptionError, reveal
-from accounts.endpoints import check_provider_endpoint
 from accounts.models import ProviderService
 from accounts.services import provider_credential
+from core.endpoints import check_provider_endpoint
 from knowledge.tokens import count_tokens
 
 STAND_IN_MODEL_ID = "offline-stand-in"

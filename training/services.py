@@ -15,6 +15,7 @@ from django.utils import timezone
 
 from accounts import access, audit
 from accounts.access import Actor
+from core.errors import Refused
 from training import turns
 from training.grading import grade_extractively, grade_with_model
 from training.llm import LLMError, get_chat_model
@@ -34,15 +35,8 @@ from training.models import (
 logger = structlog.get_logger(__name__)
 
 
-class TrainingError(Exception):
-    """A request the training engine refuses; `status` is the HTTP status to answer with."""
-
-    status = 400
-
-    def __init__(self, message: str, *, status: int | None = None) -> None:
-        super().__init__(message)
-        if status is not None:
-            self.status = status
+class TrainingError(Refused):
+    """A request the training engine refuses (400 invalid, 409 conflict, 413, 429...)."""
 
 
 @dataclass(frozen=True)

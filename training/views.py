@@ -93,14 +93,11 @@ def library(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def start(request: HttpRequest, scenario_id: int) -> HttpResponse:
-    try:
-        session = services.start_session(
-            actor=request.user,
-            scenario_id=scenario_id,
-            preview=request.POST.get("preview") == "1",
-        )
-    except services.TrainingError as exc:
-        return HttpResponse(str(exc), status=exc.status, content_type="text/plain")
+    session = services.start_session(
+        actor=request.user,
+        scenario_id=scenario_id,
+        preview=request.POST.get("preview") == "1",
+    )
     return redirect("training:session", session_id=session.pk)
 
 

@@ -1,12 +1,10 @@
-import asyncio
-import concurrent.futures
+from training.tests.run_turns import run
 
 
 def read_all(response):
-    """Consume an async streaming body (in a thread: the browser tests keep a loop here)."""
+    """Consume an async streaming body; its database reads run on the test's connection."""
 
     async def collect():
         return b"".join([part async for part in response.streaming_content])
 
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, collect()).result()
+    return run(collect())

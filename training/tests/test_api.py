@@ -1,22 +1,11 @@
 """The training API: scenarios, sessions, messages (whole or streamed as SSE), debriefs."""
 
 import pytest
-from celery import current_app
-from celery.contrib.testing.worker import start_worker
 
 from training.models import Message
 from training.tests.factories import make_scenario
 from training.tests.run_turns import finish_reply
 from training.tests.sse import read_all
-
-app = current_app._get_current_object()
-
-
-@pytest.fixture
-def worker():
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        yield
-
 
 @pytest.mark.django_db
 def test_a_learner_lists_scenarios_and_starts_a_session(api_as, bob, acme):
@@ -39,7 +28,8 @@ def test_a_learner_lists_scenarios_and_starts_a_session(api_as, bob, acme):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_message_gets_its_reply_whole(worker, api_as, bob, acme):
+def test_a_message_gets_its_reply_whole(api_as, bob, acme):
+    """No worker runs: the reply is generated in this process (training.turns)."""
     client = api_as(bob)
     session = client.post(
         "/api/v1/sessions/", {"scenario_id": make_scenario(acme).pk}, format="json"
@@ -55,7 +45,7 @@ def test_a_message_gets_its_reply_whole(worker, api_as, bob, acme):
 
 
 @pytest.mark.django_db(transaction=True)
-def test_a_message_reply_streams_as_server_sent_events(worker, api_as, bob, acme):
+def test_a_message_reply_streams_as_server_sent_events(api_as, bob, acme):
     client = api_as(bob)
     session = client.post(
         "/api/v1/sessions/", {"scenario_id": make_scenario(acme).pk}, format="json"

@@ -162,14 +162,9 @@ def test_a_live_turn_is_never_taken_for_a_lost_one(bob, acme, settings):
 
 
 @pytest.fixture
-def stream_redis_stopped(tmp_path, settings):
-    """Reply streams on a Redis of their own, which is then stopped."""
-    from avatar_adam import embedded
-    from avatar_adam.redis_urls import redis_url_with_db
-
-    url = embedded.ensure_redis(tmp_path)
-    assert embedded.stop_redis(tmp_path)
-    settings.REDIS_CACHE_URL = redis_url_with_db(url, 1)
+def stream_redis_stopped(stopped_redis_url, settings):
+    """Reply streams on a Redis of their own, which has stopped."""
+    settings.REDIS_CACHE_URL = stopped_redis_url
 
 
 @pytest.mark.django_db
