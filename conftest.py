@@ -226,3 +226,14 @@ def stack_page(_chromium, live_stack, request):
     """A Chromium tab against the live Daphne + Celery stack."""
     with _browser_tab(_chromium, live_stack, request, height=900) as tab:
         yield tab
+
+
+@pytest.fixture
+def stopped_redis_url(tmp_path):
+    """The URL of a Redis that was running and has been stopped (connections are refused):
+    for tests of what happens when Redis goes down. The suite's own Redis keeps running."""
+    from avatar_adam import embedded
+
+    url = embedded.ensure_redis(tmp_path)
+    assert embedded.stop_redis(tmp_path)
+    return url
