@@ -17,7 +17,6 @@ from accounts.models import (
     AuditAction,
     Organization,
     ProviderCredential,
-    ProviderService,
     Role,
     Team,
     User,
@@ -156,15 +155,6 @@ def record_provider_key_change(
             "event": "deleted" if deleted else "created" if created else "updated",
         },
     )
-
-
-def provider_credential(organization_id: int | None, service: ProviderService | str):  # noqa: ANN201
-    """The organization's own key for a hosted service, or None to use the platform's."""
-    if organization_id is None:
-        return None
-    return ProviderCredential.objects.filter(
-        organization_id=organization_id, service=service
-    ).first()
 
 
 # --- people and teams (API and admin share these) ---------------------------------------

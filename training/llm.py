@@ -28,12 +28,9 @@ from typing import Any, Protocol
 
 from django.conf import settings
 from django.core.cache import cache
-from django.core.exceptions import ValidationError
 
-from accounts.encryption import DecryptionError, reveal
+from accounts import credentials
 from accounts.models import ProviderService
-from accounts.services import provider_credential
-from core.endpoints import check_provider_endpoint
 from knowledge.tokens import count_tokens
 
 STAND_IN_MODEL_ID = "offline-stand-in"
@@ -439,30 +436,14 @@ def get_chat_model(model_override: str = "", organization_id: int | None = None)
     """The configured chat model (LLM_PROVIDER "openai" with LLM_API_KEY or LLM_BASE_URL set,
     else the offline stand-in). A scenario may name its own model; an organization with
     its own LLM key (accounts.ProviderCredential) uses that key and endpoint."""
-    credential = provider_credential(organization_id, ProviderService.LLM)
+    credential = credentials.resolve(organization_id, ProviderService.LLM)
+    model = model_override or settings.LLM_MODEL
+    if isinstance(credential, credentials.UnusableKey):
+        return UnreadableKeyModel(model, credential.reason)
     if credential is not None:
-        model = model_override or settings.LLM_MODEL
         base_url = credential.base_url or settings.LLM_BASE_URL
-        try:
-            api_key = reveal(credential.api_key)
-            if credential.base_url:
-                check_provider_endpoint(credential.base_url)  # again: DNS may have changed
-        except DecryptionError as exc:
-            return UnreadableKeyModel(
-                model, f"{exc} An organization admin must enter the key again."
-            )
-        except ValidationError as exc:
-            return UnreadableKeyModel(
-                model,
-                f"The organization's LLM endpoint cannot be used: {exc.messages[0]} "
-                "An organization admin must correct it.",
-            )
-        if not api_key:  # never send the platform's key to an organization's endpoint
-            return UnreadableKeyModel(
-                model, "The organization's LLM key is empty; an organization admin must enter it."
-            )
         return _build(
-            "openai", base_url, model, settings.LLM_TIMEOUT_SECONDS, 0, api_key,
+            "openai", base_url, model, settings.LLM_TIMEOUT_SECONDS, 0, credential.api_key,
             f"org{organization_id}",
         )  # fmt: skip
     return _build(
