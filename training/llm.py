@@ -27,10 +27,10 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from django.conf import settings
-from django.core.cache import cache
 
 from accounts import credentials
 from accounts.models import ProviderService
+from core.breaker import CircuitBreaker
 from knowledge.tokens import count_tokens
 
 STAND_IN_MODEL_ID = "offline-stand-in"
@@ -110,43 +110,6 @@ class ChatModel(Protocol):
         ...
 
 
-# --- circuit breaker ------------------------------------------------------------------
-
-
-class CircuitBreaker:
-    """Open after `threshold` failures within `window` seconds; stay open `cooldown` seconds.
-
-    State lives in the Redis cache, so every process sees the same circuit.
-    """
-
-    def __init__(
-        self, name: str, *, threshold: int = 5, window: int = 60, cooldown: int = 30
-    ) -> None:
-        self.failures_key = f"llm:breaker:{name}:failures"
-        self.open_key = f"llm:breaker:{name}:open"
-        self.threshold, self.window, self.cooldown = threshold, window, cooldown
-
-    def check(self) -> None:
-        if cache.get(self.open_key):
-            raise LLMUnavailable(
-                "The AI service is failing right now, so we paused calls to it for a moment. "
-                "Please try again in half a minute."
-            )
-
-    def record_failure(self) -> None:
-        cache.add(self.failures_key, 0, self.window)
-        try:
-            failures = cache.incr(self.failures_key)
-        except ValueError:
-            failures = 1
-        if failures >= self.threshold:
-            cache.set(self.open_key, 1, self.cooldown)
-            cache.delete(self.failures_key)
-
-    def record_success(self) -> None:
-        cache.delete(self.failures_key)
-
-
 # --- hosted ---------------------------------------------------------------------------
 
 
@@ -188,8 +151,15 @@ class OpenAIChatModel:
         ] = weakref.WeakKeyDictionary()
         # An organization's own key gets its own circuit: its failures pause only it.
         name = f"{breaker_scope}-{base_url}-{model}" if breaker_scope else f"{base_url}-{model}"
-        self.breaker = CircuitBreaker(re.sub(r"[^a-z0-9]+", "-", name.lower()))
+        self.breaker = CircuitBreaker("llm-" + re.sub(r"[^a-z0-9]+", "-", name.lower()))
         self.prices = (price_prompt_per_mtok, price_completion_per_mtok)
+
+    def _check_breaker(self) -> None:
+        if self.breaker.is_open():
+            raise LLMUnavailable(
+                "The AI service is failing right now, so we paused calls to it for a moment. "
+                "Please try again in half a minute."
+            )
 
     def _error(self, exc: Exception) -> LLMError:
         import openai
@@ -228,7 +198,7 @@ class OpenAIChatModel:
 
         # The breaker's state is in the Redis cache (a blocking client): off the loop.
         breaker = functools.partial(sync_to_async, thread_sensitive=False)
-        await breaker(self.breaker.check)()
+        await breaker(self._check_breaker)()
         streamed = False
         try:
             response = await self._async_client().chat.completions.create(
@@ -268,7 +238,7 @@ class OpenAIChatModel:
     ) -> str:
         import openai
 
-        self.breaker.check()
+        self._check_breaker()
         options: dict[str, Any] = {}
         if json:
             options["response_format"] = {"type": "json_object"}
