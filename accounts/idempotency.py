@@ -5,6 +5,10 @@ under (caller, path, key), with a fingerprint of the body. A retry with the same
 body gets the same status and body back (header `Idempotent-Replayed: true`) and creates
 nothing; the same key with a different body is a 422; a retry while the first is still
 running is a 409.
+
+While Redis is unreachable a request *with* a key is refused with 503 before anything is
+created: the caller asked for "at most once", and going ahead unguarded could create the
+thing twice on their retry. A request without a key never touches Redis here.
 """
 
 from __future__ import annotations
@@ -13,13 +17,17 @@ import hashlib
 from dataclasses import dataclass
 from typing import Any
 
-from django.core.cache import cache
+import structlog
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
 from accounts.api_keys import ApiKeyPrincipal
+from accounts.redis_clients import RedisUnavailable
+from accounts.redis_clients import fail_fast_cache as cache
+
+log = structlog.get_logger(__name__)
 
 KEEP_SECONDS = 24 * 60 * 60
 LOCK_SECONDS = 120
@@ -35,6 +43,16 @@ class IdempotencyMismatch(APIException):
     status_code = status.HTTP_422_UNPROCESSABLE_ENTITY
     default_code = "idempotency_key_reused"
     default_detail = "This Idempotency-Key was used with a different request body."
+
+
+class IdempotencyUnavailable(APIException):
+    status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    default_code = "idempotency_unavailable"
+    default_detail = (
+        "Cannot guarantee idempotency right now: the store for Idempotency-Key is not "
+        "answering. Nothing was created; retry shortly, or send the request without the key."
+    )
+    wait = 10  # DRF's handler turns this into Retry-After
 
 
 @dataclass
@@ -58,6 +76,7 @@ class IdempotencyGuard:
         user = request.user
         caller = f"key-{user.api_key.prefix}" if isinstance(user, ApiKeyPrincipal) else user.pk
         digest = hashlib.sha256(self.key.encode()).hexdigest()
+        self.path = request.path
         self.cache_key = f"idempotency:{caller}:{request.path}:{digest}"
         self.fingerprint = hashlib.sha256(_body_bytes(request)).hexdigest()
 
@@ -69,29 +88,43 @@ class IdempotencyGuard:
         """The stored answer of an earlier identical request, or None to go ahead."""
         if not self.active:
             return None
-        stored = cache.get(self.cache_key)
-        if stored is not None:
-            if stored["fingerprint"] != self.fingerprint:
-                raise IdempotencyMismatch()
-            return Stored(stored["status"], stored["data"])
-        if not cache.add(f"{self.cache_key}:lock", 1, LOCK_SECONDS):
-            raise IdempotencyConflict()
+        try:
+            stored = cache.get(self.cache_key)
+            if stored is not None:
+                if stored["fingerprint"] != self.fingerprint:
+                    raise IdempotencyMismatch()
+                return Stored(stored["status"], stored["data"])
+            if not cache.add(f"{self.cache_key}:lock", 1, LOCK_SECONDS):
+                raise IdempotencyConflict()
+        except RedisUnavailable as exc:
+            log.warning("idempotency_unavailable", path=self.path, reason=str(exc))
+            raise IdempotencyUnavailable() from exc
         return None
 
     def save(self, status_code: int, data: Any) -> None:
+        """Keep a successful answer for retries. The work is done by now, so a Redis failure
+        is logged, never raised: an error here would invite the retry that duplicates it."""
         if not self.active:
             return
         if 200 <= status_code < 300:
-            cache.set(
-                self.cache_key,
-                {"status": status_code, "data": data, "fingerprint": self.fingerprint},
-                KEEP_SECONDS,
-            )
+            try:
+                cache.set(
+                    self.cache_key,
+                    {"status": status_code, "data": data, "fingerprint": self.fingerprint},
+                    KEEP_SECONDS,
+                )
+            except RedisUnavailable as exc:
+                log.warning("idempotency_answer_not_kept", path=self.path, reason=str(exc))
         self.release()
 
     def release(self) -> None:
-        if self.active:
+        """Let a retry run. Never raises: a lock that cannot be removed expires by itself."""
+        if not self.active:
+            return
+        try:
             cache.delete(f"{self.cache_key}:lock")
+        except RedisUnavailable as exc:
+            log.warning("idempotency_lock_not_released", path=self.path, reason=str(exc))
 
 
 def _body_bytes(request: Request) -> bytes:

@@ -1,4 +1,8 @@
-"""django-axes hooks: which account a login attempt is for, and what a locked-out user sees."""
+"""django-axes hooks: which account a login attempt is for, and what a locked-out user sees.
+
+The failure counts live in PostgreSQL (settings AXES_HANDLER), so sign-in works and the
+lockout still holds while Redis is down.
+"""
 
 from __future__ import annotations
 

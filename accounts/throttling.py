@@ -2,22 +2,49 @@
 
 Per signed-in user, per API key, per IP for anonymous callers; stricter scopes for
 sign-in and for posting messages. DRF answers 429 with a Retry-After header.
+
+While Redis is unreachable every limit here lets requests through and logs
+`rate_limit_unavailable` with its scope: a limit that cannot be counted must not turn
+every API call into an error. Sign-in stays guarded by the lockout, which lives in
+PostgreSQL (settings AXES_HANDLER).
 """
 
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
-from rest_framework.throttling import ScopedRateThrottle, SimpleRateThrottle
+import structlog
+from rest_framework import throttling as drf
 
 from accounts.api_keys import ApiKeyPrincipal
+from accounts.redis_clients import RedisUnavailable, fail_fast_cache
 
 if TYPE_CHECKING:  # DRF imports its throttle classes while loading rest_framework.views
     from rest_framework.request import Request
     from rest_framework.views import APIView
 
+log = structlog.get_logger(__name__)
 
-class ApiKeyRateThrottle(SimpleRateThrottle):
+
+def _warn_unavailable(scope: str | None, exc: RedisUnavailable) -> None:
+    log.warning("rate_limit_unavailable", scope=scope, allowed=True, reason=str(exc))
+
+
+class FailOpenRateThrottle(drf.SimpleRateThrottle):
+    """A DRF throttle that allows the request, with a warning, when Redis cannot count it."""
+
+    cache = fail_fast_cache
+
+    def allow_request(self, request: Request, view: APIView) -> bool:
+        try:
+            return super().allow_request(request, view)
+        except RedisUnavailable as exc:
+            _warn_unavailable(self.scope, exc)
+            return True
+
+
+class ApiKeyRateThrottle(FailOpenRateThrottle):
     """Requests made with one API key (users are counted by UserRateThrottle)."""
 
     scope = "api_key"
@@ -28,7 +55,7 @@ class ApiKeyRateThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": request.user.api_key.prefix}
 
 
-class UserRateThrottle(SimpleRateThrottle):
+class UserRateThrottle(FailOpenRateThrottle):
     """Requests of one signed-in person."""
 
     scope = "user"
@@ -39,7 +66,7 @@ class UserRateThrottle(SimpleRateThrottle):
         return self.cache_format % {"scope": self.scope, "ident": request.user.pk}
 
 
-class AnonRateThrottle(SimpleRateThrottle):
+class AnonRateThrottle(FailOpenRateThrottle):
     """Requests from one IP address without credentials."""
 
     scope = "anon"
@@ -48,6 +75,10 @@ class AnonRateThrottle(SimpleRateThrottle):
         if request.user.is_authenticated:
             return None
         return self.cache_format % {"scope": self.scope, "ident": self.get_ident(request)}
+
+
+class ScopedRateThrottle(FailOpenRateThrottle, drf.ScopedRateThrottle):
+    """DRF's ScopedRateThrottle (the view's `throttle_scope`, per user or IP), failing open."""
 
 
 class PerCallerScopedRateThrottle(ScopedRateThrottle):
@@ -62,3 +93,24 @@ class PerCallerScopedRateThrottle(ScopedRateThrottle):
         else:
             ident = f"ip-{self.get_ident(request)}"
         return self.cache_format % {"scope": self.scope, "ident": ident}
+
+
+def hit_rate_limit(scope: str, ident: object, *, limit: int, window_seconds: int) -> bool:
+    """Count one hit for (scope, ident): True while within `limit` per `window_seconds`,
+    False once over it.
+
+    Fixed windows counted in the Redis cache. Never raises for Redis: while it is
+    unreachable the hit is allowed (True) and `rate_limit_unavailable` is logged.
+    """
+    key = f"rate:{scope}:{ident}:{int(time.time() // window_seconds)}"
+    try:
+        for _ in range(2):
+            fail_fast_cache.add(key, 0, window_seconds + 30)
+            try:
+                return fail_fast_cache.incr(key) <= limit
+            except ValueError:  # evicted between add and incr: add it again
+                continue
+        return True
+    except RedisUnavailable as exc:
+        _warn_unavailable(scope, exc)
+        return True

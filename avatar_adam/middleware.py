@@ -1,4 +1,5 @@
-"""Project-wide HTTP middleware: request-size limits and the X-Request-ID header."""
+"""Project-wide HTTP middleware: request-size limits, the X-Request-ID header, and a clear
+503 (not a 500) when Redis stops answering in the middle of a request."""
 
 from __future__ import annotations
 
@@ -8,8 +9,19 @@ import structlog
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from accounts.api_errors import error_body
+from accounts.redis_clients import RedisUnavailable
+
+log = structlog.get_logger(__name__)
+
+REDIS_DOWN_MESSAGE = (
+    "This part of AvatarAdam is briefly unavailable: a service it needs is not answering. "
+    "Please try again in a minute."
+)
+REDIS_DOWN_RETRY_AFTER_SECONDS = 30
 
 Handler = Callable[[HttpRequest], HttpResponse]
 
@@ -64,4 +76,40 @@ class RequestIdHeaderMiddleware:
         request_id = structlog.contextvars.get_contextvars().get("request_id")
         if request_id:
             response["X-Request-ID"] = request_id
+        return response
+
+
+class RedisUnavailableMiddleware:
+    """Answer 503 with a message a person understands when Redis stops answering mid-request.
+
+    Reads, pages and sign-in do not need Redis (rate limits fail open, sessions and the
+    lockout live in PostgreSQL); what does (reply streams, the message rate limit, the
+    retrieval cache) gets this answer instead of a 500. Redis's own protocol errors are
+    bugs, not outages, and still surface as 500s.
+    """
+
+    def __init__(self, get_response: Handler) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        if not isinstance(exception, RedisConnectionError | RedisTimeoutError | RedisUnavailable):
+            return None
+        log.warning(
+            "redis_unavailable",
+            path=request.path,
+            error=type(exception).__name__,
+            reason=str(exception)[:200],
+        )
+        response: HttpResponse
+        if request.path.startswith("/api/"):
+            body = error_body("service_unavailable", REDIS_DOWN_MESSAGE)
+            response = JsonResponse(body, status=503)
+        else:
+            response = HttpResponse(
+                REDIS_DOWN_MESSAGE, status=503, content_type="text/plain; charset=utf-8"
+            )
+        response["Retry-After"] = str(REDIS_DOWN_RETRY_AFTER_SECONDS)
         return response

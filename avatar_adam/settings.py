@@ -280,8 +280,14 @@ LOGOUT_REDIRECT_URL = "login"
 
 # Lockout: the 6th wrong password in 15 minutes for an account or an IP is refused with
 # the lockout message, and so is every attempt after it until the cool-off ends.
+# The counts live in PostgreSQL, not the Redis cache: with Redis down, sign-in keeps
+# working and the lockout still holds (neither failing open to guessing nor closed to
+# everyone). Successful sign-ins are in our audit log, so axes' own access log stays off.
 AXES_ENABLED = env.bool("AXES_ENABLED", default=True)
-AXES_HANDLER = "axes.handlers.cache.AxesCacheHandler"
+AXES_HANDLER = "axes.handlers.database.AxesDatabaseHandler"
+AXES_DISABLE_ACCESS_LOG = True
+# Masked in the form data axes keeps with a failed attempt (it always masks "password").
+AXES_SENSITIVE_PARAMETERS = ["username", "ip_address", "code", "otp", "csrfmiddlewaretoken"]
 AXES_FAILURE_LIMIT = env.int("LOGIN_FAILURE_LIMIT", default=6)
 AXES_COOLOFF_TIME = timedelta(minutes=env.int("LOGIN_LOCKOUT_MINUTES", default=15))
 AXES_LOCKOUT_PARAMETERS = ["username", "ip_address"]
@@ -372,6 +378,8 @@ SECURE_SSL_REDIRECT = env.bool("SECURE_SSL_REDIRECT", default=not DEBUG)
 SESSION_COOKIE_SECURE = env.bool("SECURE_COOKIES", default=not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
 SESSION_COOKIE_HTTPONLY = True
+# Sessions in PostgreSQL, never in the Redis cache: a Redis outage must not sign everyone out.
+SESSION_ENGINE = "django.contrib.sessions.backends.db"
 SESSION_COOKIE_AGE = env.int("SESSION_COOKIE_AGE", default=60 * 60 * 12)
 SECURE_HSTS_SECONDS = env.int("SECURE_HSTS_SECONDS", default=0 if DEBUG else 31536000)
 SECURE_HSTS_INCLUDE_SUBDOMAINS = True

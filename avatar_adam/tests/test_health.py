@@ -1,13 +1,18 @@
-"""Health, readiness, metrics protection, request ids and request-size limits."""
+"""Health, readiness, metrics protection, request ids, request-size limits, and the 503
+for a Redis outage."""
 
+import json
 import shutil
 import tempfile
 from pathlib import Path
 
 import pytest
-from django.test import override_settings
+from django.test import RequestFactory, override_settings
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import ResponseError
 
 from avatar_adam import embedded
+from avatar_adam.middleware import REDIS_DOWN_MESSAGE, RedisUnavailableMiddleware
 from avatar_adam.redis_urls import celery_broker_url, redis_url_with_db
 
 pytestmark = pytest.mark.django_db
@@ -103,3 +108,19 @@ def test_security_headers_are_set(client):
     assert "frame-ancestors 'none'" in csp
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Referrer-Policy"] == "same-origin"
+
+
+def test_a_redis_outage_inside_a_view_is_a_clear_503_not_a_500():
+    middleware = RedisUnavailableMiddleware(lambda request: None)
+    outage = RedisConnectionError("Error 111 connecting to localhost:6379. Connection refused.")
+
+    api = middleware.process_exception(RequestFactory().post("/api/v1/sessions/"), outage)
+    page = middleware.process_exception(RequestFactory().get("/sessions/1/"), outage)
+    bug = middleware.process_exception(RequestFactory().get("/"), ResponseError("WRONGTYPE"))
+
+    assert api.status_code == 503
+    assert api["Retry-After"]
+    assert json.loads(api.content)["error"]["message"] == REDIS_DOWN_MESSAGE
+    assert page.status_code == 503
+    assert page.content.decode() == REDIS_DOWN_MESSAGE
+    assert bug is None  # a protocol error is a bug, and stays a 500
