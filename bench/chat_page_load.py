@@ -57,7 +57,7 @@ def main() -> None:
     from django.test import Client
 
     from accounts.models import Organization, Role, User
-    from training import services
+    from training import sessions
     from training.models import Message, MessageRole, Scenario
 
     organization, _ = Organization.objects.get_or_create(slug="bench-engine")
@@ -71,7 +71,7 @@ def main() -> None:
             email=f"learner{number}@bench-engine.local",
             defaults={"organization": organization, "role": Role.LEARNER},
         )
-        session = services.start_session(actor=user, scenario_id=scenario.pk)
+        session = sessions.start_session(actor=user, scenario_id=scenario.pk)
         for turn in range(10):  # a conversation of some length on the page
             Message.objects.create(session=session, role=MessageRole.LEARNER, text=f"Turn {turn}")
             Message.objects.create(

@@ -46,7 +46,7 @@ def main() -> None:
     from django.test import Client
 
     from accounts.models import Organization, Role, User
-    from training import services, streaming
+    from training import debriefs, sessions, streaming
     from training.models import RubricItem, Scenario
 
     organization, _ = Organization.objects.get_or_create(slug="bench-engine")
@@ -78,7 +78,7 @@ def main() -> None:
     try:
         time.sleep(4)
         learner = learners[0]
-        session = services.start_session(actor=learner, scenario_id=scenario.pk)
+        session = sessions.start_session(actor=learner, scenario_id=scenario.pk)
         client = Client()
         client.force_login(learner)
         url = f"/sessions/{session.pk}/messages/"
@@ -108,7 +108,9 @@ def main() -> None:
 
         page_times: list[float] = []
         lock = threading.Lock()
-        sessions = [services.start_session(actor=u, scenario_id=scenario.pk) for u in learners]
+        started_sessions = [
+            sessions.start_session(actor=u, scenario_id=scenario.pk) for u in learners
+        ]
 
         def learner_loop(user: User, session_id: int) -> None:
             own = Client()
@@ -120,7 +122,7 @@ def main() -> None:
                     page_times.append((time.perf_counter() - started) * 1000)
 
         threads = [threading.Thread(target=learner_loop, args=(u, s.pk))
-                   for u, s in zip(learners, sessions, strict=True)]  # fmt: skip
+                   for u, s in zip(learners, started_sessions, strict=True)]  # fmt: skip
         for thread in threads:
             thread.start()
         for thread in threads:
@@ -129,9 +131,9 @@ def main() -> None:
         label = f"{len(learners)} learners at once ({len(page_times)} requests, in-process)"
         print(f"chat page server time, {label}: p50 {p50:.1f} ms, p95 {p95:.1f} ms")
 
-        services.end_session(actor=learner, session_id=session.pk)
+        sessions.end_session(actor=learner, session_id=session.pk)
         started = time.perf_counter()
-        services.grade_session(session.pk)
+        debriefs.grade_session(session.pk)
         print(f"debrief of a {session.messages.count()}-message session (stand-in grading): "
               f"{(time.perf_counter() - started) * 1000:.0f} ms")  # fmt: skip
     finally:

@@ -151,10 +151,10 @@ def measure(stack: Stack, learners: list[object], scenario_id: int, manager: obj
             messages: int, label: str) -> dict[str, float]:  # fmt: skip
     from knowledge import services as knowledge
     from knowledge.models import Document, DocumentStatus
-    from training import services
+    from training import sessions
 
     chatting = [
-        Learner(stack.base, user, services.start_session(actor=user, scenario_id=scenario_id).pk)
+        Learner(stack.base, user, sessions.start_session(actor=user, scenario_id=scenario_id).pk)
         for user in learners
     ]
     first_tokens: list[float] = []

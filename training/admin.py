@@ -23,7 +23,7 @@ from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
 
 from accounts.admin import OrganizationScopedAdmin
-from training import services
+from training import assignments, errors, scenarios, sessions
 from training.models import Assignment, RubricItem, Scenario, TrainingSession
 
 
@@ -43,7 +43,7 @@ def refused_as_admin_errors() -> Iterator[None]:
         yield
     except ValidationError as exc:
         raise ServiceRefused(list(exc.messages)) from exc
-    except (services.TrainingError, PermissionDenied) as exc:
+    except (errors.TrainingError, PermissionDenied) as exc:
         raise ServiceRefused([str(exc) or "You may not do this."]) from exc
 
 
@@ -197,16 +197,18 @@ class ScenarioAdmin(ServiceAdmin):
         rubric = rubric_from(rubric_formset) if rubric_formset.has_changed() or not change else None
         fields = form.changed_data if change else list(form.cleaned_data)
         data = {
-            name: form.cleaned_data[name] for name in fields if name in services.SCENARIO_FIELDS
+            name: form.cleaned_data[name] for name in fields if name in scenarios.SCENARIO_FIELDS
         }
         scenario: Scenario = form.instance
         with refused_as_admin_errors():
             if change:
-                saved = services.update_scenario(
+                saved = scenarios.update_scenario(
                     actor=request.user, scenario_id=scenario.pk, data=data, rubric=rubric
                 )
             else:
-                saved = services.create_scenario(actor=request.user, data=data, rubric=rubric or [])
+                saved = scenarios.create_scenario(
+                    actor=request.user, data=data, rubric=rubric or []
+                )
         if "knowledge_documents" in form.changed_data:
             # Not part of the service's fields; set on the version just saved.
             saved.knowledge_documents.set(form.cleaned_data["knowledge_documents"])
@@ -229,7 +231,7 @@ class ScenarioAdmin(ServiceAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Scenario) -> None:
         with refused_as_admin_errors():
-            services.delete_scenario(actor=request.user, scenario_id=obj.pk)
+            scenarios.delete_scenario(actor=request.user, scenario_id=obj.pk)
 
     @admin.action(description="Preview as a learner")
     def preview(self, request: HttpRequest, queryset: Any) -> HttpResponseRedirect | None:
@@ -237,10 +239,10 @@ class ScenarioAdmin(ServiceAdmin):
         if scenario is None:
             return None
         try:
-            session = services.start_session(
+            session = sessions.start_session(
                 actor=request.user, scenario_id=scenario.pk, preview=True
             )
-        except (services.TrainingError, PermissionDenied) as exc:
+        except (errors.TrainingError, PermissionDenied) as exc:
             self.message_user(request, str(exc), messages.ERROR)
             return None
         return HttpResponseRedirect(reverse("training:session", args=[session.pk]))
@@ -268,13 +270,13 @@ class AssignmentAdmin(ServiceAdmin):
         data = form.cleaned_data
         with refused_as_admin_errors():
             if change:
-                saved = services.update_assignment(
+                saved = assignments.update_assignment(
                     actor=request.user,
                     assignment_id=obj.pk,
                     **{name: data[name] for name in form.changed_data},
                 )
             else:
-                saved = services.create_assignment(
+                saved = assignments.create_assignment(
                     actor=request.user,
                     scenario_id=data["scenario"].pk,
                     team_id=data["team"].pk if data.get("team") else None,
@@ -287,7 +289,7 @@ class AssignmentAdmin(ServiceAdmin):
 
     def delete_model(self, request: HttpRequest, obj: Assignment) -> None:
         with refused_as_admin_errors():
-            services.delete_assignment(actor=request.user, assignment_id=obj.pk)
+            assignments.delete_assignment(actor=request.user, assignment_id=obj.pk)
 
 
 @admin.register(TrainingSession)

@@ -25,7 +25,7 @@ from training.models import (
     SessionStatus,
     TrainingSession,
 )
-from training.services import assignments_for, sessions_for
+from training.selectors import assignments_for, sessions_for
 
 
 @dataclass(frozen=True)

@@ -45,7 +45,7 @@ from core.pagination import (
     OldestFirstCursorPagination,
     PagePagination,
 )
-from training import analytics, services, streaming
+from training import analytics, assignments, scenarios, selectors, sessions, streaming
 from training.models import (
     Assignment,
     Evaluation,
@@ -124,7 +124,7 @@ class ScenarioWriteSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Scenario
-        fields = [*services.SCENARIO_FIELDS, "rubric"]
+        fields = [*scenarios.SCENARIO_FIELDS, "rubric"]
 
 
 class ScenarioFilter(django_filters.FilterSet):
@@ -150,7 +150,7 @@ class ScenarioListView(FilteredList, ListAPIView):
     ordering_fields = ["title", "created_at", "updated_at", "difficulty"]
 
     def get_queryset(self):  # noqa: ANN201 - a queryset
-        return services.scenarios_for(self.request.user).prefetch_related("rubric_items")
+        return selectors.scenarios_for(self.request.user).prefetch_related("rubric_items")
 
     @extend_schema(summary="Scenarios you can start (managers also see drafts)")
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -163,14 +163,14 @@ class ScenarioListView(FilteredList, ListAPIView):
             request, ScenarioWriteSerializer, "Only managers can author scenarios."
         )
         rubric = values.pop("rubric", [])
-        scenario = services.create_scenario(actor=request.user, data=values, rubric=rubric)
+        scenario = scenarios.create_scenario(actor=request.user, data=values, rubric=rubric)
         return Response(ScenarioSerializer(scenario).data, status=status.HTTP_201_CREATED)
 
 
 class ScenarioDetailView(APIView):
     @extend_schema(responses=ScenarioSerializer, summary="A scenario")
     def get(self, request: Request, pk: int) -> Response:
-        scenario = access.access_or_404(request.user, services.scenarios_for(request.user), pk=pk)
+        scenario = access.access_or_404(request.user, selectors.scenarios_for(request.user), pk=pk)
         return Response(ScenarioSerializer(scenario).data)
 
     @extend_schema(
@@ -186,7 +186,7 @@ class ScenarioDetailView(APIView):
             request, ScenarioWriteSerializer, "Only managers can edit scenarios.", partial=True
         )
         rubric = values.pop("rubric", None)
-        scenario = services.update_scenario(
+        scenario = scenarios.update_scenario(
             actor=request.user, scenario_id=pk, data=values, rubric=rubric
         )
         return Response(ScenarioSerializer(scenario).data)
@@ -196,7 +196,7 @@ class ScenarioDetailView(APIView):
     def delete(self, request: Request, pk: int) -> Response:
         if not access.is_manager(request.user):
             raise PermissionDenied("Only managers can delete scenarios.")
-        services.delete_scenario(actor=request.user, scenario_id=pk)
+        scenarios.delete_scenario(actor=request.user, scenario_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -243,7 +243,7 @@ class AssignmentListCreateView(FilteredList, ListAPIView):
         passing_score = serializers.IntegerField(min_value=0, max_value=100, default=70)
 
     def get_queryset(self):  # noqa: ANN201 - a queryset
-        return services.assignments_for(self.request.user)
+        return selectors.assignments_for(self.request.user)
 
     @extend_schema(summary="Assignments", operation_id="assignments_list")
     def get(self, request: Request, *args: Any, **kwargs: Any) -> Response:
@@ -253,7 +253,7 @@ class AssignmentListCreateView(FilteredList, ListAPIView):
                    summary="Assign a scenario to a team or a learner (managers)")  # fmt: skip
     def post(self, request: Request) -> Response:
         values = manager_input(request, self.InputSerializer, "Only managers can assign training.")
-        assignment = services.create_assignment(actor=request.user, **values)
+        assignment = assignments.create_assignment(actor=request.user, **values)
         return Response(AssignmentSerializer(assignment).data, status=status.HTTP_201_CREATED)
 
 
@@ -268,7 +268,7 @@ class AssignmentDetailView(APIView):
     @extend_schema(responses=AssignmentSerializer, summary="An assignment")
     def get(self, request: Request, pk: int) -> Response:
         # assignments_for is the caller's scope (learners: theirs and their teams').
-        assignment = get_object_or_404(services.assignments_for(request.user), pk=pk)
+        assignment = get_object_or_404(selectors.assignments_for(request.user), pk=pk)
         return Response(AssignmentSerializer(assignment).data)
 
     @extend_schema(request=AssignmentUpdateSerializer, responses=AssignmentSerializer,
@@ -280,14 +280,14 @@ class AssignmentDetailView(APIView):
             "Only managers can change assignments.",
             partial=True,
         )
-        assignment = services.update_assignment(actor=request.user, assignment_id=pk, **values)
+        assignment = assignments.update_assignment(actor=request.user, assignment_id=pk, **values)
         return Response(AssignmentSerializer(assignment).data)
 
     @extend_schema(responses={204: None}, summary="Withdraw an assignment (managers)")
     def delete(self, request: Request, pk: int) -> Response:
         if not access.is_manager(request.user):
             raise PermissionDenied("Only managers can remove assignments.")
-        services.delete_assignment(actor=request.user, assignment_id=pk)
+        assignments.delete_assignment(actor=request.user, assignment_id=pk)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
 
@@ -317,7 +317,7 @@ class SessionListCreateView(FilteredCursorList, ListAPIView):
     filterset_class = SessionFilter
 
     def get_queryset(self):  # noqa: ANN201 - a queryset
-        sessions = services.sessions_for(self.request.user)
+        sessions = selectors.sessions_for(self.request.user)
         everyone = self.request.query_params.get("everyone", "").lower() in ("true", "1")
         filtering_learner = bool(self.request.query_params.get("learner"))
         if access.is_manager(self.request.user) and (everyone or filtering_learner):
@@ -344,7 +344,7 @@ class SessionListCreateView(FilteredCursorList, ListAPIView):
         if stored := guard.begin():
             return stored.response()
         try:
-            session = services.start_session(actor=request.user, **data.validated_data)
+            session = sessions.start_session(actor=request.user, **data.validated_data)
         except BaseException:
             guard.release()
             raise
@@ -356,14 +356,14 @@ class SessionListCreateView(FilteredCursorList, ListAPIView):
 class SessionDetailView(APIView):
     @extend_schema(responses=SessionDetailSerializer, summary="A session with its transcript")
     def get(self, request: Request, pk: int) -> Response:
-        return Response(SessionDetailSerializer(services.access_session(request.user, pk)).data)
+        return Response(SessionDetailSerializer(selectors.access_session(request.user, pk)).data)
 
 
 class SessionEndView(APIView):
     @extend_schema(request=None, responses=SessionSerializer,
                    summary="End a session and queue its debrief")  # fmt: skip
     def post(self, request: Request, pk: int) -> Response:
-        session = services.end_session(actor=request.user, session_id=pk)
+        session = sessions.end_session(actor=request.user, session_id=pk)
         return Response(SessionSerializer(session).data)
 
 
@@ -385,7 +385,7 @@ class MessageListView(FilteredCursorList, ListAPIView):
     def get_queryset(self):  # noqa: ANN201 - a queryset
         if getattr(self, "swagger_fake_view", False):  # schema generation
             return Message.objects.none()
-        session = services.access_session(self.request.user, self.kwargs["pk"])
+        session = selectors.access_session(self.request.user, self.kwargs["pk"])
         return session.messages.all()
 
     @extend_schema(summary="A session's messages", operation_id="session_messages_list")
@@ -396,7 +396,7 @@ class MessageListView(FilteredCursorList, ListAPIView):
 class EvaluationView(APIView):
     @extend_schema(responses=EvaluationSerializer, summary="The session's debrief")
     def get(self, request: Request, pk: int) -> Response:
-        session = services.access_session(request.user, pk)
+        session = selectors.access_session(request.user, pk)
         evaluation = Evaluation.objects.filter(session=session).first()
         if evaluation is None:
             evaluation = Evaluation(session=session)
@@ -461,9 +461,9 @@ class MessageCreateView(APIView):
         summary="Send a message; the reply streams or comes back whole",
     )
     def post(self, request: Request, pk: int) -> Response | StreamingHttpResponse:
-        services.access_session(request.user, pk)  # a foreign session is 404 before all else
-        data = self.InputSerializer(data=request.data)
-        data.is_valid(raise_exception=True)
+        # The service looks the session up once (404 for a foreign one before anything
+        # else) and validates the text; InputSerializer documents the body.
+        text = request.data.get("text") if hasattr(request.data, "get") else None
         wants_stream = "text/event-stream" in request.headers.get("Accept", "")
         guard = IdempotencyGuard(request)
         if stored := guard.begin():
@@ -471,9 +471,7 @@ class MessageCreateView(APIView):
                 return _event_stream(stored.data["stream_reply_id"])
             return stored.response()
         try:
-            posted = services.post_message(
-                actor=request.user, session_id=pk, text=data.validated_data["text"]
-            )
+            posted = sessions.post_message(actor=request.user, session_id=pk, text=text)
         except BaseException:
             guard.release()
             raise

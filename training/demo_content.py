@@ -8,7 +8,7 @@ from typing import TextIO
 from django.utils import timezone
 
 from accounts.models import Organization, Team, User
-from training import services
+from training import debriefs, sessions
 from training.models import (
     Assignment,
     Message,
@@ -100,7 +100,7 @@ def _scenario(organization: Organization, fields: dict, rubric: list, manager: U
 def _finished_session(scenario: Scenario, learner: User, stdout: TextIO) -> None:
     if TrainingSession.objects.filter(learner=learner, scenario__family=scenario.family).exists():
         return
-    session = services.start_session(actor=learner, scenario_id=scenario.pk)
+    session = sessions.start_session(actor=learner, scenario_id=scenario.pk)
     started = timezone.now() - timedelta(days=1, minutes=12)
     TrainingSession.objects.filter(pk=session.pk).update(started_at=started)
     for index, text in enumerate(FINISHED_CONVERSATION):
@@ -113,8 +113,8 @@ def _finished_session(scenario: Scenario, learner: User, stdout: TextIO) -> None
         Message.objects.create(
             session=session, role=MessageRole.PERSONA, text=reply, model="offline-stand-in"
         )
-    services.end_session(actor=learner, session_id=session.pk)
-    services.grade_session(session.pk)
+    sessions.end_session(actor=learner, session_id=session.pk)
+    debriefs.grade_session(session.pk)
     stdout.write(f"  a finished session with its debrief for {learner.email}\n")
 
 

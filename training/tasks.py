@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.app.task import Task
 
-from training import services, turns
+from training import debriefs, sessions, turns
 from training.llm import LLMError
 
 
@@ -24,7 +24,7 @@ def generate_reply_task(reply_id: int) -> None:
 )
 def grade_session_task(self: Task, session_id: int) -> None:
     try:
-        services.grade_session(session_id)
+        debriefs.grade_session(session_id)
     except LLMError as exc:
         if self.request.retries >= self.max_retries:
             from training.models import Evaluation, EvaluationStatus
@@ -38,7 +38,7 @@ def grade_session_task(self: Task, session_id: int) -> None:
 
 @shared_task(name="training.end_expired_sessions", acks_late=True)
 def end_expired_sessions() -> int:
-    return services.end_expired_sessions()
+    return sessions.end_expired_sessions()
 
 
 @shared_task(name="training.finish_abandoned_replies", acks_late=True)

@@ -115,7 +115,7 @@ def _finish(reply: Message, model: ChatModel | None, progress: _Progress) -> Mes
                 expires_at=F("expires_at") + timedelta(milliseconds=waited)
             )
     if ends_conversation:
-        from training.services import end_session
+        from training.sessions import end_session
 
         end_session(actor=None, session_id=reply.session_id, reason="persona_ended")
     return Message.objects.select_related("session__scenario").get(pk=reply.pk)

@@ -19,7 +19,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import access
 from accounts.models import Team
 from core import sse
-from training import analytics, services, streaming
+from training import analytics, errors, selectors, sessions, streaming
 from training.llm import STAND_IN_MODEL_ID
 from training.models import (
     EvaluationStatus,
@@ -33,7 +33,7 @@ SESSION_PAGE = "training/session.html"
 
 def _assignments_for(user: object) -> list[dict[str, object]]:
     rows = []
-    for assignment in services.assignments_of(user):
+    for assignment in selectors.assignments_of(user):
         current = Scenario.objects.current().filter(family=assignment.scenario.family).first()
         progress = analytics.learner_progress(assignment, [user.pk]).get(
             user.pk, analytics.LearnerProgress()
@@ -62,7 +62,7 @@ def _trend_points(scores: list[int]) -> str:
 @require_GET
 def dashboard(request: HttpRequest) -> HttpResponse:
     user = request.user
-    sessions = services.sessions_for(user).filter(learner=user).select_related("evaluation")
+    sessions = selectors.sessions_for(user).filter(learner=user).select_related("evaluation")
     recent = list(sessions[:8])
     scores = [
         s.evaluation.overall
@@ -86,14 +86,14 @@ def dashboard(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_GET
 def library(request: HttpRequest) -> HttpResponse:
-    scenarios = services.scenarios_for(request.user).prefetch_related("rubric_items")
+    scenarios = selectors.scenarios_for(request.user).prefetch_related("rubric_items")
     return render(request, "training/library.html", {"scenarios": scenarios})
 
 
 @login_required
 @require_POST
 def start(request: HttpRequest, scenario_id: int) -> HttpResponse:
-    session = services.start_session(
+    session = sessions.start_session(
         actor=request.user,
         scenario_id=scenario_id,
         preview=request.POST.get("preview") == "1",
@@ -102,7 +102,7 @@ def start(request: HttpRequest, scenario_id: int) -> HttpResponse:
 
 
 def _session_context(request: HttpRequest, session_id: int) -> dict[str, object]:
-    session = services.access_session(request.user, session_id)
+    session = selectors.access_session(request.user, session_id)
     messages = list(session.messages.order_by("created_at", "id"))
     for message in messages:
         message.html = render_reply(message.text) if not message.is_from_learner else ""
@@ -131,10 +131,10 @@ def session_page(request: HttpRequest, session_id: int) -> HttpResponse:
 @require_POST
 def post_message(request: HttpRequest, session_id: int) -> HttpResponse:
     try:
-        posted = services.post_message(
+        posted = sessions.post_message(
             actor=request.user, session_id=session_id, text=request.POST.get("text", "")
         )
-    except services.TrainingError as exc:
+    except errors.TrainingError as exc:
         response = render(
             request, f"{SESSION_PAGE}#composer-error", {"error": str(exc)}, status=exc.status
         )
@@ -152,7 +152,7 @@ def post_message(request: HttpRequest, session_id: int) -> HttpResponse:
 @login_required
 @require_POST
 def end(request: HttpRequest, session_id: int) -> HttpResponse:
-    services.end_session(actor=request.user, session_id=session_id)
+    sessions.end_session(actor=request.user, session_id=session_id)
     return redirect("training:session", session_id=session_id)
 
 
@@ -166,7 +166,7 @@ def debrief(request: HttpRequest, session_id: int) -> HttpResponse:
 @require_GET
 def history(request: HttpRequest) -> HttpResponse:
     sessions = (
-        services.sessions_for(request.user)
+        selectors.sessions_for(request.user)
         .filter(learner=request.user)
         .select_related("evaluation")
     )
@@ -174,7 +174,7 @@ def history(request: HttpRequest) -> HttpResponse:
 
 
 def _reply_for(user: object, session_id: int, message_id: int) -> Message:
-    session = services.access_session(user, session_id)
+    session = selectors.access_session(user, session_id)
     message = session.messages.filter(pk=message_id).first()
     if message is None or message.is_from_learner:
         raise Http404("Not found.")

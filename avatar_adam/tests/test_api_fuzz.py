@@ -15,7 +15,7 @@ from schemathesis.specs.openapi.checks import (
 
 from knowledge.tests import samples
 from knowledge.tests.factories import ingested
-from training import services
+from training import sessions
 from training.tests.factories import make_scenario
 
 pytestmark = pytest.mark.django_db
@@ -39,7 +39,7 @@ def world(alice, bob, acme):
     """A manager with a document, a scenario, a session; returns the manager's headers."""
     ingested(alice, samples.WARRANTY_MARKDOWN.encode(), "warranty.md")
     scenario = make_scenario(acme)
-    services.start_session(actor=alice, scenario_id=scenario.pk)
+    sessions.start_session(actor=alice, scenario_id=scenario.pk)
     return {"Authorization": f"Bearer {RefreshToken.for_user(alice).access_token}"}
 
 

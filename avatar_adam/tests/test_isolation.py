@@ -15,7 +15,7 @@ from avatar_adam.tests.url_walk import walk
 from knowledge import services
 from knowledge.models import Chunk, Document
 from knowledge.tests.factories import upload
-from training import services as training_services
+from training import sessions
 from training.models import Assignment, Evaluation, Message, RubricItem, Scenario, TrainingSession
 from training.tests.factories import make_scenario
 
@@ -98,7 +98,7 @@ def globex_document(globex, ingest=False):
 
 def globex_session(globex):
     learner = UserFactory(organization=globex)
-    return training_services.start_session(actor=learner, scenario_id=make_scenario(globex).pk)
+    return sessions.start_session(actor=learner, scenario_id=make_scenario(globex).pk)
 
 
 def admin_model(route):

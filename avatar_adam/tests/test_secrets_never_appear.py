@@ -9,7 +9,7 @@ from celery.signals import before_task_publish
 
 from accounts.models import AuditEvent, AuthenticatorDevice, ProviderCredential
 from accounts.tests.factories import enrol_second_factor
-from training import services as training_services
+from training import sessions
 from training.tests.factories import make_scenario
 
 pytestmark = pytest.mark.django_db
@@ -60,9 +60,9 @@ def test_secrets_never_appear_anywhere_they_are_shown(
     # Work that queues tasks for this organization (reply and grading).
     scenario = make_scenario(acme)
     with django_capture_on_commit_callbacks(execute=True):
-        session = training_services.start_session(actor=bob, scenario_id=scenario.pk)
-        training_services.post_message(actor=bob, session_id=session.pk, text="Hello there")
-        training_services.end_session(actor=bob, session_id=session.pk)
+        session = sessions.start_session(actor=bob, scenario_id=scenario.pk)
+        sessions.post_message(actor=bob, session_id=session.pk, text="Hello there")
+        sessions.end_session(actor=bob, session_id=session.pk)
     assert published_tasks, "no task was queued, so task arguments were not checked"
 
     shown = []

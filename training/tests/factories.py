@@ -1,6 +1,6 @@
 from django.utils import timezone
 
-from training import services
+from training import sessions
 from training.models import (
     Evaluation,
     EvaluationStatus,
@@ -42,7 +42,7 @@ def make_scenario(organization, *, mode=ScenarioMode.ROLEPLAY, published=True, *
 
 def graded_session(learner, scenario, score, ended=True):
     """A session of `learner`, ended and graded `score` (or still open)."""
-    session = services.start_session(actor=learner, scenario_id=scenario.pk)
+    session = sessions.start_session(actor=learner, scenario_id=scenario.pk)
     if ended:
         session.status = SessionStatus.ENDED
         session.ended_at = timezone.now()

@@ -7,6 +7,7 @@ from training.tests.factories import make_scenario
 from training.tests.run_turns import finish_reply
 from training.tests.sse import read_all
 
+
 @pytest.mark.django_db
 def test_a_learner_lists_scenarios_and_starts_a_session(api_as, bob, acme):
     scenario = make_scenario(acme)
@@ -83,17 +84,17 @@ def test_bad_messages_get_clear_errors(api_as, bob, acme, settings):
 
 @pytest.mark.django_db
 def test_the_debrief_is_pending_then_ready(api_as, bob, acme):
-    from training import services
+    from training import debriefs, sessions
 
     client = api_as(bob)
     session = client.post(
         "/api/v1/sessions/", {"scenario_id": make_scenario(acme).pk}, format="json"
     ).json()
-    posted = services.post_message(actor=bob, session_id=session["id"], text="Can we book a call?")
+    posted = sessions.post_message(actor=bob, session_id=session["id"], text="Can we book a call?")
     finish_reply(posted.reply.pk)
     client.post(f"/api/v1/sessions/{session['id']}/end/")
     assert client.get(f"/api/v1/sessions/{session['id']}/evaluation/").json()["status"] == "pending"
-    services.grade_session(session["id"])
+    debriefs.grade_session(session["id"])
     ready = client.get(f"/api/v1/sessions/{session['id']}/evaluation/").json()
     assert ready["status"] == "ready"
     assert 0 <= ready["overall"] <= 100

@@ -8,7 +8,7 @@ from django.utils import timezone
 
 from accounts.models import AuditEvent
 from accounts.tests.factories import TeamFactory, UserFactory
-from training import services
+from training import assignments
 from training.models import Assignment
 from training.tests.factories import graded_session, make_scenario
 
@@ -16,7 +16,7 @@ pytestmark = pytest.mark.django_db
 
 
 def test_a_manager_changes_and_withdraws_an_assignment(api_as, alice, bob, acme, acme_team):
-    assignment = services.create_assignment(
+    assignment = assignments.create_assignment(
         actor=alice, scenario_id=make_scenario(acme).pk, team_id=acme_team.pk
     )
     manager = api_as(alice)
@@ -68,7 +68,7 @@ def test_lists_filter_and_order(api_as, alice, bob, acme, globex):
     named = manager.get("/api/v1/scenarios/?title=alpha").json()["results"]
     assert [s["id"] for s in named] == [first.pk]
 
-    services.create_assignment(actor=alice, scenario_id=first.pk, learner_id=bob.pk)
+    assignments.create_assignment(actor=alice, scenario_id=first.pk, learner_id=bob.pk)
     by_scenario = manager.get(f"/api/v1/assignments/?scenario={first.pk}").json()["results"]
     assert len(by_scenario) == 1
     # Another organization's id matches nothing, the same as an unknown one.
@@ -115,7 +115,7 @@ def test_the_analytics_summary_counts_scores_and_assignment_completion(
     carla = UserFactory(organization=acme, email="carla@acme.test")
     team.members.add(bob, carla)
     scenario = make_scenario(acme, title="Renewal call")
-    assignment = services.create_assignment(
+    assignment = assignments.create_assignment(
         actor=alice, scenario_id=scenario.pk, team_id=team.pk, passing_score=75
     )
     graded_session(bob, scenario, 90)

@@ -4,7 +4,7 @@ import pytest
 from django.urls import reverse
 
 from accounts.models import Team
-from training import services
+from training import assignments, debriefs, selectors, sessions
 from training.models import Assignment, MessageStatus
 from training.tests.factories import graded_session, make_scenario
 from training.tests.run_turns import finish_reply
@@ -29,7 +29,7 @@ def test_managers_see_their_organizations_progress_on_the_dashboard(
     client, alice, bob, acme, acme_team, mallory
 ):
     scenario = make_scenario(acme, title="Renewal call")
-    services.create_assignment(actor=alice, scenario_id=scenario.pk, team_id=acme_team.pk)
+    assignments.create_assignment(actor=alice, scenario_id=scenario.pk, team_id=acme_team.pk)
     graded_session(bob, scenario, 82)
     graded_session(mallory, make_scenario(mallory.organization, title="Globex call"), 12)
 
@@ -82,7 +82,7 @@ def test_chatting_on_the_page_streams_the_reply(client, bob, acme):
     html = turn.content.decode()
     assert "What matters to you?" in html
     assert "data-stream-url" in html
-    reply = services.access_session(bob, session_id).messages.get(status=MessageStatus.STREAMING)
+    reply = selectors.access_session(bob, session_id).messages.get(status=MessageStatus.STREAMING)
 
     finish_reply(reply.pk)
     stream = client.get(reverse("training:reply-stream", args=[session_id, reply.pk]))
@@ -100,7 +100,7 @@ def test_chatting_on_the_page_streams_the_reply(client, bob, acme):
 def test_page_errors_are_plain_sentences(client, bob, acme):
     scenario = make_scenario(acme)
     client.force_login(bob)
-    session = services.start_session(actor=bob, scenario_id=scenario.pk)
+    session = sessions.start_session(actor=bob, scenario_id=scenario.pk)
     response = client.post(reverse("training:post-message", args=[session.pk]), {"text": " "})
     assert response.status_code == 400
     assert "empty" in response.content.decode()
@@ -108,8 +108,8 @@ def test_page_errors_are_plain_sentences(client, bob, acme):
 
 def test_ending_shows_the_debrief_when_ready(client, bob, acme):
     scenario = make_scenario(acme)
-    session = services.start_session(actor=bob, scenario_id=scenario.pk)
-    posted = services.post_message(
+    session = sessions.start_session(actor=bob, scenario_id=scenario.pk)
+    posted = sessions.post_message(
         actor=bob, session_id=session.pk, text="Shall we book a review call next Tuesday?"
     )
     finish_reply(posted.reply.pk)
@@ -119,7 +119,7 @@ def test_ending_shows_the_debrief_when_ready(client, bob, acme):
     assert "being prepared" in waiting
     assert 'hx-trigger="every 2s"' in waiting
 
-    services.grade_session(session.pk)
+    debriefs.grade_session(session.pk)
     ready = client.get(reverse("training:debrief", args=[session.pk])).content.decode()
     assert "/ 100" in ready
     assert "Shall we book a review call next Tuesday?" in ready
@@ -129,7 +129,7 @@ def test_ending_shows_the_debrief_when_ready(client, bob, acme):
 
 
 def test_a_manager_sees_a_learners_session_but_cannot_write_in_it(client, alice, bob, acme):
-    session = services.start_session(actor=bob, scenario_id=make_scenario(acme).pk)
+    session = sessions.start_session(actor=bob, scenario_id=make_scenario(acme).pk)
     client.force_login(alice)
     page = client.get(reverse("training:session", args=[session.pk])).content.decode()
     assert "Convince me." in page
@@ -156,7 +156,7 @@ def test_learner_and_manager_count_an_assignment_the_same_way(client, alice, bob
 
     scenario = make_scenario(acme, title="Renewal call")
     graded_session(bob, scenario, 95)  # practised before being assigned: does not count
-    assignment = services.create_assignment(
+    assignment = assignments.create_assignment(
         actor=alice, scenario_id=scenario.pk, learner_id=bob.pk, passing_score=70
     )
     client.force_login(bob)

@@ -7,15 +7,15 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 
-from training import services, streaming, turns
+from training import errors, sessions, streaming, turns
 from training.models import Message, MessageStatus, SessionStatus, TrainingSession
 from training.tests.factories import make_scenario
 from training.tests.run_turns import finish_reply, run
 
 
 def _posted(learner, organization, text="What matters most to you?"):
-    session = services.start_session(actor=learner, scenario_id=make_scenario(organization).pk)
-    return services.post_message(actor=learner, session_id=session.pk, text=text)
+    session = sessions.start_session(actor=learner, scenario_id=make_scenario(organization).pk)
+    return sessions.post_message(actor=learner, session_id=session.pk, text=text)
 
 
 @pytest.mark.django_db(transaction=True)
@@ -55,7 +55,7 @@ def test_closing_a_turn_mid_reply_keeps_only_what_was_said_marked_interrupted(bo
     assert events[-1][0] == "done"
     assert events[-1][1]["interrupted"] is True
     # The learner can speak again at once.
-    services.post_message(actor=bob, session_id=reply.session_id, text="Let me stop you there.")
+    sessions.post_message(actor=bob, session_id=reply.session_id, text="Let me stop you there.")
 
 
 @pytest.mark.django_db
@@ -104,11 +104,11 @@ def test_the_session_clock_does_not_run_out_while_a_reply_is_pending(bob, acme, 
     TrainingSession.objects.filter(pk=session.pk).update(
         expires_at=timezone.now() - timedelta(seconds=5)
     )
-    assert services.end_expired_sessions() == 0  # a reply is pending: the clock waits
+    assert sessions.end_expired_sessions() == 0  # a reply is pending: the clock waits
     session.refresh_from_db()
     assert session.status == SessionStatus.ACTIVE
     finish_reply(posted.reply.pk)
-    assert services.end_expired_sessions() == 1
+    assert sessions.end_expired_sessions() == 1
     session.refresh_from_db()
     assert session.ended_reason == "time_limit"
 
@@ -130,13 +130,13 @@ def test_a_reply_left_streaming_by_a_lost_turn_is_finished_and_the_session_goes_
 ):
     settings.REPLY_STALL_SECONDS = 1
     posted = _posted(bob, acme)  # never generated: its process "crashed" (on_commit unrun)
-    blocked = services.TrainingError
+    blocked = errors.TrainingError
     Message.objects.filter(pk=posted.reply.pk).update(created_at=timezone.now())
     with pytest.raises(blocked, match="Wait for the reply"):
-        services.post_message(actor=bob, session_id=posted.reply.session_id, text="Hello?")
+        sessions.post_message(actor=bob, session_id=posted.reply.session_id, text="Hello?")
     time.sleep(1.1)
     # Posting again finishes the lost reply on the spot instead of answering 409 forever.
-    again = services.post_message(actor=bob, session_id=posted.reply.session_id, text="Hello?")
+    again = sessions.post_message(actor=bob, session_id=posted.reply.session_id, text="Hello?")
     lost = Message.objects.get(pk=posted.reply.pk)
     assert lost.status == MessageStatus.INCOMPLETE
     assert "send it again" in lost.error
@@ -213,7 +213,7 @@ def test_the_maintenance_worker_finishes_replies_lost_with_their_process(bob, ac
 
     from training.tasks import finish_abandoned_replies
 
-    session = services.start_session(actor=bob, scenario_id=make_scenario(acme).pk)
+    session = sessions.start_session(actor=bob, scenario_id=make_scenario(acme).pk)
     reply = Message.objects.create(session=session, role="persona", status=MessageStatus.STREAMING)
     Message.objects.filter(pk=reply.pk).update(created_at=timezone.now() - timedelta(minutes=10))
     app = current_app._get_current_object()
