@@ -17,7 +17,7 @@ from accounts.tests.factories import PASSWORD, OrganizationFactory, TeamFactory,
 
 @pytest.fixture(autouse=True)
 def _clean_cache():
-    """Throttles and lockouts live in the Redis cache: each test starts with none."""
+    """Throttles and cached retrievals live in the Redis cache: each test starts with none."""
     cache.clear()
     yield
     cache.clear()

@@ -14,7 +14,6 @@ from rest_framework.generics import ListAPIView
 from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
-from rest_framework.throttling import ScopedRateThrottle
 from rest_framework.views import APIView
 from rest_framework_simplejwt.exceptions import TokenError
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
@@ -31,6 +30,7 @@ from accounts.models import (
     Team,
     User,
 )
+from accounts.throttling import ScopedRateThrottle
 from core.filtering import (
     MAX_ID,
     FilteredCursorList,

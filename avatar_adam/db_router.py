@@ -12,8 +12,10 @@ from django.db.models import Model
 
 class PrimaryReplicaRouter:
     def db_for_read(self, model: type[Model], **hints: Any) -> str:
-        # Inside a transaction on the primary, read what that transaction wrote.
-        if connections["default"].in_atomic_block:
+        # Inside a transaction on the primary, read what that transaction wrote; sign-in
+        # lockout counts are read where they are written (a lagging replica would allow
+        # extra guesses).
+        if connections["default"].in_atomic_block or model._meta.app_label == "axes":
             return "default"
         replicas = [alias for alias in settings.DATABASES if alias.startswith("replica_")]
         return random.choice(replicas) if replicas else "default"  # noqa: S311 (load spreading)

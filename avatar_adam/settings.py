@@ -124,6 +124,7 @@ MIDDLEWARE = [
     "django_otp.middleware.OTPMiddleware",
     "django_structlog.middlewares.RequestMiddleware",
     "avatar_adam.middleware.RequestIdHeaderMiddleware",
+    "avatar_adam.middleware.RedisUnavailableMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "core.middleware.RefusalMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",

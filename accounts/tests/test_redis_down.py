@@ -160,11 +160,6 @@ def test_failed_attempts_counted_before_redis_stopped_still_count(client, bob, o
     assert sign_in(client, bob.email, "nope").status_code == 429
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="accounts/api.py throttles sign-in with DRF's ScopedRateThrottle, which raises "
-    "when Redis is down; it should import accounts.throttling.ScopedRateThrottle",
-)
 def test_api_sign_in_gets_tokens_when_redis_is_down(api_client, bob, own_redis):
     own_redis.stop()
     response = api_client.post(
