@@ -31,6 +31,11 @@ class ApiKeyPrincipal:
         self.role = self.api_key.role
         self.organization_id = self.api_key.organization_id
 
+    @property
+    def idempotency_caller(self) -> str:
+        """Who an Idempotency-Key belongs to (core.idempotency): this key."""
+        return f"key-{self.api_key.prefix}"
+
     def __str__(self) -> str:
         return f"api-key:{self.api_key.prefix}"
 

@@ -13,7 +13,7 @@ from django.conf import settings
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.shortcuts import render
 
-from accounts.api_errors import error_body
+from core.api_errors import error_body
 
 LOCKED_OUT_MESSAGE = (
     "Too many failed sign-in attempts. Sign-in is blocked for {minutes} minutes; "

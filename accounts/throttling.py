@@ -18,7 +18,7 @@ import structlog
 from rest_framework import throttling as drf
 
 from accounts.api_keys import ApiKeyPrincipal
-from accounts.redis_clients import RedisUnavailable, fail_fast_cache
+from core.redis_clients import RedisUnavailable, fail_fast_cache
 
 if TYPE_CHECKING:  # DRF imports its throttle classes while loading rest_framework.views
     from rest_framework.request import Request

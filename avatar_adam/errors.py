@@ -5,7 +5,7 @@ from __future__ import annotations
 from django.http import HttpRequest, HttpResponse, JsonResponse
 from django.views import defaults
 
-from accounts.api_errors import error_body
+from core.api_errors import error_body
 
 
 def not_found(request: HttpRequest, exception: Exception | None = None) -> HttpResponse:

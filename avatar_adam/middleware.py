@@ -12,8 +12,8 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from accounts.api_errors import error_body
-from accounts.redis_clients import RedisUnavailable
+from core.api_errors import error_body
+from core.redis_clients import RedisUnavailable
 
 log = structlog.get_logger(__name__)
 

@@ -313,7 +313,7 @@ REST_FRAMEWORK = {
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
-    "EXCEPTION_HANDLER": "accounts.api_errors.error_response_handler",
+    "EXCEPTION_HANDLER": "core.api_errors.error_response_handler",
     "DEFAULT_THROTTLE_CLASSES": [
         "accounts.throttling.AnonRateThrottle",
         "accounts.throttling.UserRateThrottle",

@@ -16,8 +16,8 @@ from rest_framework.views import APIView
 
 from accounts import access
 from accounts.api import IsManager
-from accounts.idempotency import IdempotencyGuard
 from core.filtering import MAX_ID, FilteredList, UtcDateTimeFilter
+from core.idempotency import idempotent
 from core.pagination import PagePagination
 from knowledge import services
 from knowledge.models import Document, DocumentFormat, DocumentStatus
@@ -88,24 +88,20 @@ class DocumentListCreateView(FilteredList, ListAPIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        guard = IdempotencyGuard(request)
-        if stored := guard.begin():
-            return stored.response()
-        try:
+
+        def upload() -> tuple[Response, Any]:
             result = services.upload_document(
                 actor=request.user,
                 uploaded_file=data.validated_data["file"],
                 title=data.validated_data.get("title", ""),
                 collection=data.validated_data.get("collection", ""),
             )
-        except BaseException:
-            guard.release()
-            raise
-        body = DocumentSerializer(result.document).data
-        body["duplicate"] = not result.created
-        code = status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
-        guard.save(code, body)
-        return Response(body, status=code)
+            body = DocumentSerializer(result.document).data
+            body["duplicate"] = not result.created
+            code = status.HTTP_202_ACCEPTED if result.created else status.HTTP_200_OK
+            return Response(body, status=code), body
+
+        return idempotent(request, upload)
 
 
 class DocumentDetailView(APIView):

@@ -18,7 +18,7 @@ import redis.asyncio as aioredis
 import structlog
 from django.conf import settings
 
-from accounts.redis_clients import publisher
+from core.redis_clients import publisher
 
 log = structlog.get_logger(__name__)
 HEARTBEAT_SECONDS = 15.0

@@ -10,7 +10,7 @@ from typing import Any
 
 import django_filters
 from django.conf import settings
-from django.http import StreamingHttpResponse
+from django.http import HttpResponseBase, StreamingHttpResponse
 from django.shortcuts import get_object_or_404
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
@@ -30,7 +30,6 @@ from rest_framework.views import APIView
 
 from accounts import access
 from accounts.api import manager_input
-from accounts.idempotency import IdempotencyGuard
 from accounts.throttling import PerCallerScopedRateThrottle
 from core import sse
 from core.filtering import (
@@ -40,6 +39,7 @@ from core.filtering import (
     IdFilter,
     UtcDateTimeFilter,
 )
+from core.idempotency import Stored, idempotent
 from core.pagination import (
     NewestFirstCursorPagination,
     OldestFirstCursorPagination,
@@ -340,17 +340,13 @@ class SessionListCreateView(FilteredCursorList, ListAPIView):
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)
         data.is_valid(raise_exception=True)
-        guard = IdempotencyGuard(request)
-        if stored := guard.begin():
-            return stored.response()
-        try:
+
+        def start() -> tuple[Response, Any]:
             session = sessions.start_session(actor=request.user, **data.validated_data)
-        except BaseException:
-            guard.release()
-            raise
-        body = SessionDetailSerializer(session).data
-        guard.save(status.HTTP_201_CREATED, body)
-        return Response(body, status=status.HTTP_201_CREATED)
+            body = SessionDetailSerializer(session).data
+            return Response(body, status=status.HTTP_201_CREATED), body
+
+        return idempotent(request, start)
 
 
 class SessionDetailView(APIView):
@@ -465,30 +461,28 @@ class MessageCreateView(APIView):
         # else) and validates the text; InputSerializer documents the body.
         text = request.data.get("text") if hasattr(request.data, "get") else None
         wants_stream = "text/event-stream" in request.headers.get("Accept", "")
-        guard = IdempotencyGuard(request)
-        if stored := guard.begin():
+
+        def replay(stored: Stored) -> HttpResponseBase:
             if wants_stream and isinstance(stored.data, dict) and "stream_reply_id" in stored.data:
                 return _event_stream(stored.data["stream_reply_id"])
             return stored.response()
-        try:
+
+        def post() -> tuple[HttpResponseBase, Any]:
             posted = sessions.post_message(actor=request.user, session_id=pk, text=text)
-        except BaseException:
-            guard.release()
-            raise
-        if wants_stream:
-            guard.save(status.HTTP_200_OK, {"stream_reply_id": posted.reply.pk})
-            return _event_stream(posted.reply.pk)
-        streaming.wait_for_end(posted.reply.pk, settings.API_REPLY_WAIT_SECONDS)
-        posted.reply.refresh_from_db()
-        body = {
-            "learner_message": MessageSerializer(posted.learner_message).data,
-            "reply": MessageSerializer(posted.reply).data,
-        }
-        code = status.HTTP_201_CREATED
-        if posted.reply.status == MessageStatus.STREAMING:
-            code = status.HTTP_202_ACCEPTED  # still being written; GET the session later
-        guard.save(code, body)
-        return Response(body, status=code)
+            if wants_stream:
+                return _event_stream(posted.reply.pk), {"stream_reply_id": posted.reply.pk}
+            streaming.wait_for_end(posted.reply.pk, settings.API_REPLY_WAIT_SECONDS)
+            posted.reply.refresh_from_db()
+            body = {
+                "learner_message": MessageSerializer(posted.learner_message).data,
+                "reply": MessageSerializer(posted.reply).data,
+            }
+            code = status.HTTP_201_CREATED
+            if posted.reply.status == MessageStatus.STREAMING:
+                code = status.HTTP_202_ACCEPTED  # still being written; GET the session later
+            return Response(body, status=code), body
+
+        return idempotent(request, post, replay=replay)
 
 
 def _event_stream(reply_id: int) -> StreamingHttpResponse:

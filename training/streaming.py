@@ -20,7 +20,7 @@ import redis.asyncio as aioredis
 import structlog
 from django.conf import settings
 
-from accounts.redis_clients import publisher
+from core.redis_clients import publisher
 
 STREAM_TTL_SECONDS = 3600
 BLOCK_MS = 15000  # a reader wakes at least this often (heartbeats keep proxies open)

@@ -20,11 +20,11 @@ from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.test import APIRequestFactory
 
-from accounts.api_errors import error_response_handler
-from accounts.idempotency import IdempotencyGuard, IdempotencyUnavailable
-from accounts.redis_clients import forget_cache_failures
 from accounts.tests.factories import PASSWORD
 from accounts.throttling import hit_rate_limit
+from core.api_errors import error_response_handler
+from core.idempotency import IdempotencyGuard, IdempotencyUnavailable
+from core.redis_clients import forget_cache_failures
 
 pytestmark = pytest.mark.django_db
 

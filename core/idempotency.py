@@ -14,18 +14,19 @@ thing twice on their retry. A request without a key never touches Redis here.
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import structlog
+from django.http import HttpResponseBase
 from rest_framework import status
 from rest_framework.exceptions import APIException, ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 
-from accounts.api_keys import ApiKeyPrincipal
-from accounts.redis_clients import RedisUnavailable
-from accounts.redis_clients import fail_fast_cache as cache
+from core.redis_clients import RedisUnavailable
+from core.redis_clients import fail_fast_cache as cache
 
 log = structlog.get_logger(__name__)
 
@@ -65,16 +66,41 @@ class Stored:
         return Response(self.data, status=self.status, headers={"Idempotent-Replayed": "true"})
 
 
+def idempotent(
+    request: Request,
+    work: Callable[[], tuple[HttpResponseBase, Any]],
+    *,
+    replay: Callable[[Stored], HttpResponseBase] | None = None,
+) -> HttpResponseBase:
+    """Run `work` at most once per Idempotency-Key: a retry gets the first answer back.
+
+    `work()` does the thing and returns (response, data to keep); a successful answer's
+    data is kept for retries, which get `replay(stored)` (by default the same status and
+    body). When `work` raises, the key is released so a retry can run.
+    """
+    guard = IdempotencyGuard(request)
+    if stored := guard.begin():
+        return replay(stored) if replay else stored.response()
+    try:
+        response, kept = work()
+    except BaseException:
+        guard.release()
+        raise
+    guard.save(response.status_code, kept)
+    return response
+
+
 class IdempotencyGuard:
-    """Use as: guard = IdempotencyGuard(request); if stored := guard.begin(): return it;
-    ... do the work ...; guard.save(status, data) (or guard.release() on failure)."""
+    """The steps behind `idempotent`: begin (the stored answer, or None to go ahead),
+    save (keep a successful answer) or release (on failure)."""
 
     def __init__(self, request: Request) -> None:
         self.key = (request.headers.get("Idempotency-Key") or "").strip()
         if len(self.key) > 200:
             raise ValidationError({"Idempotency-Key": ["Use a key of at most 200 characters."]})
         user = request.user
-        caller = f"key-{user.api_key.prefix}" if isinstance(user, ApiKeyPrincipal) else user.pk
+        # A person is their id; an API key names itself (accounts.api_keys.ApiKeyPrincipal).
+        caller = getattr(user, "idempotency_caller", None) or user.pk
         digest = hashlib.sha256(self.key.encode()).hexdigest()
         self.path = request.path
         self.cache_key = f"idempotency:{caller}:{request.path}:{digest}"
