@@ -16,6 +16,19 @@ from accounts.tests.factories import PASSWORD, OrganizationFactory, TeamFactory,
 
 
 @pytest.fixture(autouse=True)
+def _close_turn_connections(request):
+    """Replies started by committed messages run on this process's turn threads, which
+    keep their database connections; close them after tests that commit."""
+    yield
+    marker = request.node.get_closest_marker("django_db")
+    committed = bool(marker and (marker.kwargs.get("transaction") or marker.args[:1] == (True,)))
+    if committed or {"transactional_db", "live_server"} & set(request.fixturenames):
+        from training.turns import close_database_connections
+
+        close_database_connections()
+
+
+@pytest.fixture(autouse=True)
 def _clean_cache():
     """Throttles and cached retrievals live in the Redis cache: each test starts with none."""
     cache.clear()
