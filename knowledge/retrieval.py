@@ -21,16 +21,18 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Any, Literal, NamedTuple
 
+import structlog
 from django.conf import settings
-from django.core.cache import cache
 from django.db import connection, transaction
 from prometheus_client import Counter, Histogram
 
 from core.errors import Refused
+from core.redis_clients import RedisUnavailable, fail_fast_cache
 from knowledge.embeddings import Embedder, get_embedder
 from knowledge.services import knowledge_version
 
 Mode = Literal["hybrid", "vector", "text"]
+logger = structlog.get_logger(__name__)
 RRF_K = 60
 # Weight of the document-level word match in score fusion (0 turns it off), and the usual
 # BM25 constants; chosen on the first evaluation set, see BENCHMARKS.md.
@@ -355,11 +357,15 @@ def retrieve_passages(
     if use_cache:
         digest = hashlib.sha256(normalized.encode()).hexdigest()[:32]
         scope_digest = hashlib.sha256(scope.cache_part().encode()).hexdigest()[:16]
-        key = (
-            f"retrieval:{organization_id}:{knowledge_version(organization_id)}:{mode}:{limit}"
-            f":{fusion}:{weight}:{document_weight}:{scope_digest}:{digest}"
-        )
-        cached = cache.get(key)
+        try:
+            key = (
+                f"retrieval:{organization_id}:{knowledge_version(organization_id)}:{mode}"
+                f":{limit}:{fusion}:{weight}:{document_weight}:{scope_digest}:{digest}"
+            )
+            cached = fail_fast_cache.get(key)
+        except RedisUnavailable as exc:  # answer from the database, uncached
+            logger.warning("retrieval_cache_unavailable", error=str(exc))
+            use_cache, cached = False, None
         if cached is not None:
             RETRIEVAL_CACHE.labels("hit").inc()
             return [Passage(**item) for item in cached]
@@ -388,5 +394,10 @@ def retrieve_passages(
     ranked = ranked[:limit]
     passages = _load_passages(ranked, normalized)
     if use_cache:
-        cache.set(key, [asdict(p) for p in passages], settings.RETRIEVAL_CACHE_SECONDS)
+        try:
+            fail_fast_cache.set(
+                key, [asdict(p) for p in passages], settings.RETRIEVAL_CACHE_SECONDS
+            )
+        except RedisUnavailable as exc:
+            logger.warning("retrieval_cache_unavailable", error=str(exc))
     return passages

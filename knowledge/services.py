@@ -22,7 +22,6 @@ from pathlib import Path
 
 import structlog
 from django.conf import settings
-from django.core.cache import cache
 from django.core.exceptions import PermissionDenied
 from django.core.files.uploadedfile import UploadedFile
 from django.db import connection, transaction
@@ -32,6 +31,7 @@ from django.utils import timezone
 from accounts import access, audit
 from accounts.access import Actor
 from core.errors import Refused
+from core.redis_clients import RedisUnavailable, fail_fast_cache
 from knowledge import progress as progress_events
 from knowledge.chunking import HEADING_SEPARATOR, chunk_blocks
 from knowledge.embeddings import Embedder, EmbeddingError, get_embedder
@@ -89,14 +89,20 @@ def _version_key(organization_id: int) -> str:
 
 
 def knowledge_version(organization_id: int) -> int:
-    return int(cache.get(_version_key(organization_id)) or 0)
+    """Raises core.redis_clients.RedisUnavailable when the cache cannot be read."""
+    return int(fail_fast_cache.get(_version_key(organization_id)) or 0)
 
 
 def bump_knowledge_version(organization_id: int) -> None:
-    """Invalidate every cached retrieval of the organization."""
+    """Invalidate every cached retrieval of the organization (runs after a commit: with
+    Redis unreachable it logs instead of failing what was already saved)."""
     key = _version_key(organization_id)
-    cache.add(key, 0, timeout=None)
-    cache.incr(key)
+    try:
+        fail_fast_cache.add(key, 0, timeout=None)
+        fail_fast_cache.incr(key)
+    except RedisUnavailable as exc:
+        logger.warning("knowledge_version_not_bumped", organization_id=organization_id,
+                       error=str(exc))  # fmt: skip
 
 
 # --- upload ---------------------------------------------------------------------------

@@ -224,3 +224,31 @@ def test_the_maintenance_worker_finishes_replies_lost_with_their_process(bob, ac
     assert "send it again" in reply.error
     kinds = [kind for kind, _ in streaming.read(reply.pk, timeout_seconds=2)]
     assert kinds == ["failed"]  # a page waiting on it shows the retry message at once
+
+
+@pytest.mark.django_db
+def test_with_all_of_redis_down_a_training_question_is_still_answered_from_the_documents(
+    alice, bob, acme, settings, stopped_redis_url
+):
+    from django.test import override_settings
+
+    from core.redis_clients import forget_cache_failures
+    from knowledge.tests import samples
+    from knowledge.tests.factories import ingested
+    from training.models import ScenarioMode
+
+    ingested(alice, samples.RETURNS_POLICY_HTML.encode(), "policies.html")
+    scenario = make_scenario(acme, mode=ScenarioMode.TRAINING, title="Support desk")
+    session = sessions.start_session(actor=bob, scenario_id=scenario.pk)
+    cache_down = {**settings.CACHES["default"], "LOCATION": stopped_redis_url}
+    with override_settings(CACHES={"default": cache_down}, REDIS_CACHE_URL=stopped_redis_url):
+        try:
+            posted = sessions.post_message(
+                actor=bob, session_id=session.pk, text="How many days to return unopened items?"
+            )  # the rate limit lets it through (and logs)
+            finish_reply(posted.reply.pk)
+        finally:
+            forget_cache_failures()
+    reply = Message.objects.get(pk=posted.reply.pk)
+    assert reply.status == MessageStatus.COMPLETE
+    assert "30 days" in reply.text  # retrieval answered from PostgreSQL, uncached
