@@ -184,20 +184,20 @@ def database_url_for_processes():
 
 @pytest.fixture
 def live_stack(transactional_db):
-    """The production stack on the test database: Daphne (ASGI) and a Celery worker, as
-    `make run` starts them. Yields the base URL."""
+    """The production stack on the test database: Daphne (ASGI) and one Celery worker
+    consuming every queue (`make run` starts one per queue). Yields the base URL."""
     import os
     import socket
     import subprocess
     import sys
     import time
 
+    from django.conf import settings
+
     env = dict(os.environ)
-    env.update(
-        DATABASE_URL=database_url_for_processes(),
-        LOG_LEVEL="WARNING",
-        LLM_STAND_IN_TOKEN_DELAY_MS="40",
-    )
+    # The stack's stand-in streams like a model (a test may ask for a slower one).
+    env["LLM_STAND_IN_TOKEN_DELAY_MS"] = os.environ.get("LIVE_STACK_TOKEN_DELAY_MS", "40")
+    env.update(DATABASE_URL=database_url_for_processes(), LOG_LEVEL="WARNING")
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -211,6 +211,7 @@ def live_stack(transactional_db):
         ),
         subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "avatar_adam", "worker", "--pool", "solo",
+             "-Q", ",".join(settings.TASK_QUEUE_NAMES),
              "--without-heartbeat", "--without-mingle", "--without-gossip"],
             cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ),

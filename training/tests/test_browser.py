@@ -2,6 +2,7 @@
 
 import pytest
 
+from conftest import SCREENSHOTS
 from training.models import Message, MessageStatus, SessionStatus, TrainingSession
 from training.tests.factories import make_scenario
 
@@ -60,4 +61,34 @@ def test_a_learner_chats_reloads_mid_reply_and_gets_a_debrief(stack_page, bob, a
     assert session.status == SessionStatus.ENDED
     assert not Message.objects.filter(status=MessageStatus.STREAMING).exists()
     assert page.locator("ul.messages").count() == 0  # no stray flash messages
+    assert page.console_errors == []
+
+
+@pytest.fixture
+def slow_stand_in(monkeypatch):
+    """The stack's stand-in waits 1.5 s before each word; replies count as slow after 0.5 s."""
+    monkeypatch.setenv("LIVE_STACK_TOKEN_DELAY_MS", "1500")
+    monkeypatch.setenv("REPLY_SLOW_START_SECONDS", "0.5")
+
+
+def test_a_reply_slow_to_start_says_why_then_streams(slow_stand_in, stack_page, bob, acme,
+                                                     password):  # fmt: skip
+    """The page tells the learner the AI service is slow, then replaces the note with the
+    reply as it streams."""
+    page = stack_page
+    make_scenario(acme)
+    sign_in(page, bob.email, password)
+    page.get_by_role("link", name="Scenarios").click()
+    page.get_by_role("button", name="Start").click()
+    page.get_by_text("Convince me.").wait_for()
+    box = page.get_by_label("Your message")
+    box.fill("What matters most to you?")
+    box.press("Enter")
+    note = page.locator("li.message.streaming .reply-status")
+    note.wait_for(timeout=10_000)
+    assert "slow to answer" in note.inner_text()
+    assert "Your message is saved" in note.inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "slow_reply_status.png"))
+    page.locator("li.message.persona").last.get_by_text("Fair question").wait_for(timeout=15_000)
+    assert page.locator(".reply-status").count() == 0  # gone once words arrive
     assert page.console_errors == []
