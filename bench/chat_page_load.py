@@ -20,18 +20,7 @@ import threading
 import time
 import urllib.request
 
-from bench_setup import BASE_DIR
-
-
-def pct(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from bench_setup import BASE_DIR, free_port, pct
 
 
 def fetch(url: str, cookie: str) -> float:

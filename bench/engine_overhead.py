@@ -20,16 +20,11 @@ import sys
 import threading
 import time
 
-from bench_setup import BASE_DIR
+from bench_setup import BASE_DIR, pct
 
 os.environ["LLM_PROVIDER"] = "offline"
 os.environ["LLM_STAND_IN_TOKEN_DELAY_MS"] = "0"
 os.environ["MESSAGE_RATE_PER_MINUTE"] = "100000"
-
-
-def pct(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -70,8 +65,12 @@ def main() -> None:
         )
         learners.append(user)
 
+    from django.conf import settings
+
+    # One worker serving every queue (`make run` starts one per queue).
     worker = subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "avatar_adam", "worker", "--pool", "solo",
+         "-Q", ",".join(settings.TASK_QUEUE_NAMES),
          "--without-heartbeat", "--without-mingle", "--without-gossip", "-l", "WARNING"],
         cwd=BASE_DIR, env=dict(os.environ),
     )  # fmt: skip

@@ -28,21 +28,10 @@ import time
 import urllib.parse
 import urllib.request
 
-from bench_setup import BASE_DIR
+from bench_setup import BASE_DIR, free_port, pct
 
 os.environ["LLM_PROVIDER"] = "offline"
 os.environ["MESSAGE_RATE_PER_MINUTE"] = "100000"
-
-
-def pct(values: list[float], fraction: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(fraction * (len(ordered) - 1)))]
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def manual_page(number: int) -> bytes:
