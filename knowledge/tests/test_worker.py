@@ -78,8 +78,11 @@ def _start_worker(env):
     import sys
     from pathlib import Path
 
+    from django.conf import settings
+
     return subprocess.Popen(
         [sys.executable, "-m", "celery", "-A", "avatar_adam", "worker", "--pool", "solo",
+         "-Q", ",".join(settings.TASK_QUEUE_NAMES),
          "--without-heartbeat", "--without-mingle", "--without-gossip"],
         cwd=Path(__file__).resolve().parents[2],
         env=env,
