@@ -39,7 +39,8 @@ def claim_next(token: str = "") -> int | None:
     """
     if token:
         resumed = (
-            Document.objects.filter(claimed_by=token, status__in=WORKING)
+            Document.objects.using("default")
+            .filter(claimed_by=token, status__in=WORKING)
             .values_list("pk", flat=True)
             .first()
         )

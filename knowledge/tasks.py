@@ -34,7 +34,11 @@ def ingest_next(self: Task) -> int | None:
     try:
         services.ingest_document(document_id)
     except EmbeddingError as exc:
-        attempts = Document.objects.filter(pk=document_id).values_list("attempts", flat=True)
+        attempts = (
+            Document.objects.using("default")
+            .filter(pk=document_id)
+            .values_list("attempts", flat=True)
+        )
         done = attempts.first() or 1  # every run counts, retries and re-deliveries alike
         if done >= services.MAX_ATTEMPTS:
             services.mark_failed(
@@ -69,10 +73,13 @@ def requeue_stalled_documents() -> int:
         status__in=fair_queue.WORKING,
         updated_at__lt=now - timedelta(seconds=settings.CELERY_TASK_TIME_LIMIT + 300),
     ).update(status=DocumentStatus.QUEUED, retry_at=None, updated_at=now)
+    # Queued documents are only stalled when nothing has been taken up for 5 minutes (the
+    # tokens were lost with the broker); a long backlog being worked through has tokens.
+    idle = not Document.objects.filter(claimed_at__gte=now - timedelta(minutes=5)).exists()
     waiting = Document.objects.filter(
         status=DocumentStatus.QUEUED, updated_at__lt=now - timedelta(minutes=5)
     )
-    stalled_queued = waiting.update(updated_at=now)
+    stalled_queued = waiting.update(updated_at=now) if idle else 0
     count = stalled_working + stalled_queued
     queue_ingestion(count)
     if count:

@@ -110,12 +110,10 @@ def post_message(*, actor: Actor, session_id: int, text: object) -> PostedMessag
         if not session.is_active:
             raise TrainingError("This session has ended; start a new one to keep practising.",
                                 status=409)  # fmt: skip
-        if session.messages.filter(status=MessageStatus.STREAMING).exists():
-            # A reply lost with its process must not block the session: finish it now.
-            if not turns.finish_abandoned_replies(session_id=session.pk):
-                raise TrainingError(
-                    "Wait for the reply before sending another message.", status=409
-                )
+        busy = session.messages.filter(status=MessageStatus.STREAMING).exists()
+        # A reply lost with its process must not block the session: finish it now.
+        if busy and not turns.finish_abandoned_replies(session_id=session.pk):
+            raise TrainingError("Wait for the reply before sending another message.", status=409)
         _check_rate(actor)
         learner_message = Message.objects.create(
             session=session, role=MessageRole.LEARNER, text=text

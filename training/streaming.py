@@ -72,18 +72,23 @@ def _async_publisher() -> aioredis.Redis:
 
 
 class ReplyPublisher:
-    """Appends a turn's events to its reply stream, and stops trying after the first
-    failure: with Redis unreachable the reply is still generated and saved, and readers
-    are told that live streaming is unavailable (`available` is False)."""
+    """Appends a turn's events to its reply stream. When Redis fails, the turn goes on (the
+    reply is still generated and saved, and readers are told live streaming is
+    unavailable); publishing is tried again after a short pause, so a blink of Redis
+    does not silence the turn's heartbeat for good. `available` is False once any event
+    could not be written."""
+
+    RETRY_AFTER_SECONDS = 2.0
 
     def __init__(self, message_id: int) -> None:
         self.key = _key(message_id)
         self.message_id = message_id
         self.available = True
         self.last_sent = time.monotonic()
+        self._paused_until = 0.0
 
     async def send(self, kind: str, **data: Any) -> None:
-        if not self.available:
+        if time.monotonic() < self._paused_until:
             return
         try:
             async with _async_publisher().pipeline(transaction=False) as pipe:
@@ -91,10 +96,12 @@ class ReplyPublisher:
                 pipe.expire(self.key, STREAM_TTL_SECONDS)
                 await pipe.execute()
         except (redis.RedisError, OSError) as exc:
+            if self.available:
+                logger.warning(
+                    "reply_streaming_unavailable", message_id=self.message_id, error=str(exc)
+                )
             self.available = False
-            logger.warning(
-                "reply_streaming_unavailable", message_id=self.message_id, error=str(exc)
-            )
+            self._paused_until = time.monotonic() + self.RETRY_AFTER_SECONDS
             return
         self.last_sent = time.monotonic()
 
@@ -138,7 +145,11 @@ async def aread(
 ) -> AsyncIterator[tuple[str, str, dict[str, Any]]]:
     """Follow a reply's events after event id `after` until it ends, as (id, kind, data);
     yields ("", "ping", {}) while waiting."""
-    client = aioredis.Redis.from_url(settings.REDIS_CACHE_URL)
+    client = aioredis.Redis.from_url(
+        settings.REDIS_CACHE_URL,
+        socket_timeout=settings.REDIS_TIMEOUT_SECONDS + BLOCK_MS / 1000,
+        socket_connect_timeout=settings.REDIS_TIMEOUT_SECONDS,
+    )
     last = after if re.fullmatch(r"\d+-\d+", after or "") else "0-0"
     try:
         while True:
@@ -158,7 +169,11 @@ async def aread(
 
 async def aexists(message_id: int) -> bool:
     """Whether the reply's stream is still kept (it expires an hour after its last event)."""
-    client = aioredis.Redis.from_url(settings.REDIS_CACHE_URL)
+    client = aioredis.Redis.from_url(
+        settings.REDIS_CACHE_URL,
+        socket_timeout=settings.REDIS_TIMEOUT_SECONDS,
+        socket_connect_timeout=settings.REDIS_TIMEOUT_SECONDS,
+    )
     try:
         return bool(await client.exists(_key(message_id)))
     finally:
@@ -203,6 +218,9 @@ async def follow(
                 yield "", *closing
                 return
         async for event_id, kind, data in aread(message_id, after):
+            if kind == "ping" and (closing := await final(message_id)):
+                yield "", *closing  # saved, but its last event never reached the stream
+                return
             if kind != ALIVE:
                 yield event_id, kind, data
         return

@@ -22,6 +22,7 @@ import asyncio
 import atexit
 import concurrent.futures
 import contextvars
+import functools
 import itertools
 import threading
 import time
@@ -34,7 +35,7 @@ import structlog
 from asgiref.sync import async_to_sync, sync_to_async
 from django.conf import settings
 from django.db import connection, connections, transaction
-from django.db.models import F
+from django.db.models import F, Q
 
 from training import streaming
 from training.engine import build_prompt
@@ -116,7 +117,9 @@ class _Progress:
 
 
 def _prepare(reply_id: int) -> _Prepared | None:
-    reply = Message.objects.select_related("session__scenario").filter(pk=reply_id).first()
+    # From the primary: the reply was committed a moment ago (a replica may lag).
+    primary = Message.objects.using("default")
+    reply = primary.select_related("session__scenario").filter(pk=reply_id).first()
     if reply is None or reply.status != MessageStatus.STREAMING:
         return None  # finished already (another delivery, or the reconciler)
     session = reply.session
@@ -147,7 +150,12 @@ def _finish(reply: Message, model: ChatModel | None, progress: _Progress) -> Mes
         "error": f"{progress.error} {RETRY}"[:300] if progress.error else "",
     }
     with transaction.atomic():
-        if not Message.objects.filter(pk=reply.pk, status=MessageStatus.STREAMING).update(**fields):
+        # Still streaming, or taken for lost by the reconciler while this turn was alive
+        # (Redis blinked): what the turn produced replaces the "cut off" note.
+        unfinished = Q(status=MessageStatus.STREAMING) | Q(
+            status=MessageStatus.INCOMPLETE, error=ABANDONED[:300]
+        )
+        if not Message.objects.filter(unfinished, pk=reply.pk).update(**fields):
             return None
         waited = progress.first_token_ms or progress.elapsed_ms()
         if waited > settings.REPLY_SLOW_START_SECONDS * 1000:
@@ -159,7 +167,7 @@ def _finish(reply: Message, model: ChatModel | None, progress: _Progress) -> Mes
         from training.sessions import end_session
 
         end_session(actor=None, session_id=reply.session_id, reason="persona_ended")
-    return Message.objects.select_related("session__scenario").get(pk=reply.pk)
+    return Message.objects.using("default").select_related("session__scenario").get(pk=reply.pk)
 
 
 async def _watch(publisher: streaming.ReplyPublisher, progress: _Progress) -> None:
@@ -206,7 +214,8 @@ async def stream_reply(reply_id: int) -> AsyncIterator[str]:
     except TimeoutError:
         progress.error = "The AI service took too long to finish the reply."
     except asyncio.CancelledError as exc:
-        if exc.args and exc.args[0] == SHUTDOWN:
+        # (A cancel landing inside sync_to_async loses its message: the flag decides.)
+        if turn_loop.shutting_down or (exc.args and exc.args[0] == SHUTDOWN):
             progress.error = "The server restarted while writing this reply."
         else:
             progress.interrupted = True
@@ -221,7 +230,7 @@ async def stream_reply(reply_id: int) -> AsyncIterator[str]:
         watcher.cancel()
         if reply is None and (progress.error or progress.interrupted):
             # Stopped while preparing (prompt, retrieval, credentials): the reply still ends.
-            reply = await _db(Message.objects.filter(pk=reply_id).first)()
+            reply = await _db(Message.objects.using("default").filter(pk=reply_id).first)()
         if reply is not None:
             await asyncio.shield(_conclude(reply, prepared, progress, publisher))
 
@@ -282,6 +291,7 @@ class _TurnLoop:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self.shutting_down = False
 
     def _ensure(self) -> asyncio.AbstractEventLoop:
         with self._lock:
@@ -290,7 +300,12 @@ class _TurnLoop:
                 thread = threading.Thread(target=loop.run_forever, name="turns", daemon=True)
                 thread.start()
                 if self._loop is None:
-                    atexit.register(self.shutdown)
+                    # Before the interpreter shuts thread pools down (its own atexit comes
+                    # too late: the turns' final saves need the database threads).
+                    try:
+                        threading._register_atexit(self.shutdown)  # type: ignore[attr-defined]
+                    except (AttributeError, RuntimeError):
+                        atexit.register(self.shutdown)
                 self._loop, self._thread = loop, thread
             return self._loop
 
@@ -327,6 +342,8 @@ class _TurnLoop:
         loop = self._loop
         if loop is None or not loop.is_running():
             return
+
+        self.shutting_down = True
 
         async def cancel_all() -> None:
             tasks = list(self._tasks)
@@ -372,14 +389,17 @@ def _is_abandoned(reply: Message, now: float) -> bool:
         quiet = streaming.last_event_age(reply.pk)
     except Exception:  # Redis unreachable: only the age bound above can decide
         return False
-    # A live turn writes at least every REPLY_HEARTBEAT_SECONDS; a wiped Redis has no stream.
-    return quiet is None or quiet > settings.REPLY_STALL_SECONDS
+    if quiet is None:
+        # A wiped Redis has no stream; with REPLY_RUNNER=celery neither has a reply still
+        # waiting in the interactive queue, which only the age bound above may judge.
+        return settings.REPLY_RUNNER != "celery"
+    return quiet > settings.REPLY_STALL_SECONDS  # a live turn writes every few seconds
 
 
 def finish_abandoned_replies(session_id: int | None = None) -> int:
     """Finish replies left "streaming" by a lost task, a crashed process or a wiped Redis:
     incomplete, with what was saved and a retry message. Returns how many."""
-    candidates = Message.objects.filter(status=MessageStatus.STREAMING)
+    candidates = Message.objects.using("default").filter(status=MessageStatus.STREAMING)
     if session_id is not None:
         candidates = candidates.filter(session_id=session_id)
     now = time.time()
@@ -393,10 +413,15 @@ def finish_abandoned_replies(session_id: int | None = None) -> int:
         if not finished:
             continue
         count += 1
-        reply.refresh_from_db()
-        try:
-            streaming.publish(reply.pk, "failed", html=message_html(reply), ended=False)
-        except Exception:  # readers fall back on the database (see views.reply_stream)
-            logger.warning("abandoned_reply_not_announced", message_id=reply.pk)
+        transaction.on_commit(functools.partial(_announce_abandoned, reply.pk))
         logger.warning("abandoned_reply_finished", message_id=reply.pk, session_id=reply.session_id)
     return count
+
+
+def _announce_abandoned(message_id: int) -> None:
+    """Tell readers (after the commit: a rolled-back finish must not be announced)."""
+    reply = Message.objects.using("default").select_related("session__scenario").get(pk=message_id)
+    try:
+        streaming.publish(reply.pk, "failed", html=message_html(reply), ended=False)
+    except Exception:  # readers fall back on the database (see streaming.follow)
+        logger.warning("abandoned_reply_not_announced", message_id=reply.pk)

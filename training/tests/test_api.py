@@ -75,6 +75,7 @@ def test_bad_messages_get_clear_errors(api_as, bob, acme, settings):
     long = client.post(url, {"text": "x" * 4001}, format="json")
     assert long.status_code == 413
     assert "4,000" in long.json()["error"]["message"]
+    assert long.json()["error"]["code"] == "too_long"  # the v1 code, kept
     client.post(f"/api/v1/sessions/{session['id']}/end/")
     ended = client.post(url, {"text": "hello"}, format="json")
     assert ended.status_code == 409

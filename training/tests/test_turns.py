@@ -252,3 +252,70 @@ def test_with_all_of_redis_down_a_training_question_is_still_answered_from_the_d
     reply = Message.objects.get(pk=posted.reply.pk)
     assert reply.status == MessageStatus.COMPLETE
     assert "30 days" in reply.text  # retrieval answered from PostgreSQL, uncached
+
+
+# --- review mends --------------------------------------------------------------------------
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_process_stopping_mid_reply_saves_it_incomplete_with_a_retry_message(bob, acme, settings):
+    settings.LLM_STAND_IN_TOKEN_DELAY_MS = 200
+    posted = _posted(bob, acme)  # committed; the global loop starts it too, so take ours
+    Message.objects.filter(pk=posted.reply.pk).update(status=MessageStatus.COMPLETE)
+    reply = Message.objects.create(
+        session=posted.reply.session, role="persona", status=MessageStatus.STREAMING
+    )
+    loop = turns._TurnLoop()
+    loop.submit(turns._run_on_turn_loop(reply.pk))
+    for kind, _ in streaming.read(reply.pk, timeout_seconds=10):
+        if kind in ("token", "timeout"):
+            break  # mid-reply
+    loop.shutdown()
+    saved = Message.objects.get(pk=reply.pk)
+    assert saved.status == MessageStatus.INCOMPLETE
+    assert "restarted" in saved.error
+    assert "send it again" in saved.error
+
+
+@pytest.mark.django_db
+def test_a_live_turn_taken_for_lost_during_a_redis_blink_still_saves_its_reply(bob, acme):
+    from asgiref.sync import sync_to_async
+
+    posted = _posted(bob, acme)
+
+    async def blink():
+        parts = []
+        async for text in turns.stream_reply(posted.reply.pk):
+            parts.append(text)
+            if len(parts) == 1:  # the reconciler judged it lost meanwhile
+                await sync_to_async(Message.objects.filter(pk=posted.reply.pk).update)(
+                    status=MessageStatus.INCOMPLETE, error=turns.ABANDONED[:300]
+                )
+        return "".join(parts)
+
+    said = run(blink())
+    reply = Message.objects.get(pk=posted.reply.pk)
+    assert reply.status == MessageStatus.COMPLETE
+    assert reply.text == said.strip()
+    assert reply.error == ""
+
+
+@pytest.mark.django_db
+def test_a_reader_of_a_saved_reply_whose_last_event_was_lost_gets_it_from_the_database(
+    bob, acme, monkeypatch
+):
+    monkeypatch.setattr(streaming, "BLOCK_MS", 200)
+    posted = _posted(bob, acme)
+    streaming.publish(posted.reply.pk, "start", citations=[], model="offline-stand-in")
+    Message.objects.filter(pk=posted.reply.pk).update(
+        status=MessageStatus.COMPLETE, text="Saved while Redis was away."
+    )
+
+    async def read_all():
+        return [(kind, data) async for _, kind, data in streaming.follow(posted.reply.pk)]
+
+    events = run(read_all())
+    assert events[0][0] == "start"
+    kind, data = events[-1]
+    assert kind == "done"
+    assert "Saved while Redis was away." in data["html"]
