@@ -23,7 +23,6 @@ import atexit
 import concurrent.futures
 import contextvars
 import functools
-import itertools
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
@@ -69,7 +68,10 @@ _turn_loop_database = [
     concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"turn-db-{n}")
     for n in range(_DATABASE_THREADS)
 ]
-_next_database_thread = itertools.count()
+# Turns in flight per thread: a new turn takes the least busy one, so a turn waiting on a
+# slow provider call (its prompt's retrieval, bounded by that call's timeout) holds up as
+# few others as possible.
+_database_thread_load = [0] * _DATABASE_THREADS
 
 
 def close_database_connections() -> None:
@@ -266,12 +268,14 @@ async def run_to_end(reply_id: int) -> None:
 
 
 async def _run_on_turn_loop(reply_id: int) -> None:
-    thread = _turn_loop_database[next(_next_database_thread) % _DATABASE_THREADS]
-    token = _turn_database.set(thread)
+    index = min(range(_DATABASE_THREADS), key=_database_thread_load.__getitem__)
+    _database_thread_load[index] += 1  # only this loop's thread changes these counts
+    token = _turn_database.set(_turn_loop_database[index])
     try:
         await run_to_end(reply_id)
     finally:
         _turn_database.reset(token)
+        _database_thread_load[index] -= 1
 
 
 def generate_reply(reply_id: int) -> None:
