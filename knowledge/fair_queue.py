@@ -93,33 +93,48 @@ class Position:
     working: int  # documents being ingested right now (every organization)
 
 
-def positions(organization_id: int) -> dict[int, Position]:
-    """Where each of an organization's queued documents stands in the round-robin.
+def positions(organization_id: int, only: Document | None = None) -> dict[int, Position]:
+    """Where each of an organization's queued documents stands in the round-robin (or
+    just `only`, for one row's refresh: its rank is one count, not the whole list).
 
     A document with k older queued documents of its own organization is taken up in round
     k; before it, every other organization takes up to k documents, plus one more in its
     round if it comes first in the rotation (served less recently, or never and sooner).
     """
     rows = list(
-        Document.objects.order_by()
+        Document.objects.filter(status__in=(DocumentStatus.QUEUED, *WORKING))
+        .order_by()
         .values("organization_id")
         .annotate(
             queued=Count("pk", filter=Q(status=DocumentStatus.QUEUED)),
             working=Count("pk", filter=Q(status__in=WORKING)),
-            served=Max("claimed_at"),
             oldest=Min("created_at", filter=Q(status=DocumentStatus.QUEUED)),
         )
     )
+    served = dict(
+        Document.objects.filter(organization_id__in=[row["organization_id"] for row in rows])
+        .order_by()
+        .values("organization_id")
+        .annotate(last=Max("claimed_at"))
+        .values_list("organization_id", "last")
+    )  # per organization, through the (organization, claimed_at) index
+    for row in rows:
+        row["served"] = served.get(row["organization_id"])
     working = sum(row["working"] for row in rows)
     mine = next((row for row in rows if row["organization_id"] == organization_id), None)
     if mine is None:
         return {}
     others = [row for row in rows if row["organization_id"] != organization_id]
-    queued = Document.objects.filter(
-        organization_id=organization_id, status=DocumentStatus.QUEUED
-    ).order_by("created_at", "id")
+    queued = Document.objects.filter(organization_id=organization_id, status=DocumentStatus.QUEUED)
+    if only is None:
+        ranks = enumerate(queued.order_by("created_at", "id").values_list("pk", flat=True))
+    elif only.status == DocumentStatus.QUEUED:
+        older = Q(created_at__lt=only.created_at) | Q(created_at=only.created_at, pk__lt=only.pk)
+        ranks = [(queued.filter(older).count(), only.pk)]
+    else:
+        return {}
     result = {}
-    for rank, document_id in enumerate(queued.values_list("pk", flat=True)):
+    for rank, document_id in ranks:
         ahead = rank
         for row in others:
             ahead += min(row["queued"], rank)

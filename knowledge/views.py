@@ -30,7 +30,8 @@ def _require_manager(request: HttpRequest) -> None:
 def _with_positions(documents: list[Document], organization_id: int | None) -> list[Document]:
     """Queued documents carry their place in the ingestion queue ("n ahead of it")."""
     if organization_id and any(d.status == DocumentStatus.QUEUED for d in documents):
-        places = fair_queue.positions(organization_id)
+        only = documents[0] if len(documents) == 1 else None  # a row's refresh
+        places = fair_queue.positions(organization_id, only=only)
         for document in documents:
             document.queue_position = places.get(document.pk)
     return documents
