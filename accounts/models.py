@@ -29,6 +29,13 @@ class Organization(models.Model):
         default=False,
         help_text="Organization admins always see it; this lets managers read it too.",
     )
+    voice_minutes_per_month = models.PositiveIntegerField(
+        "voice minutes a month",
+        null=True,
+        blank=True,
+        help_text="Minutes of voice practice the organization's learners may use each "
+        "calendar month (blank: no limit).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

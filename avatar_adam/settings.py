@@ -211,7 +211,19 @@ CACHES = {
 CHANNEL_LAYERS = {
     "default": {
         "BACKEND": "channels_redis.core.RedisChannelLayer",
-        "CONFIG": {"hosts": [REDIS_CHANNELS_URL], "capacity": 200, "expiry": 30},
+        # redis-py 8 times blocking reads out at 5 s by default, which is the layer's own
+        # BZPOPMIN wait: give reads room beyond it (a consumer would die after 5 s idle).
+        "CONFIG": {
+            "hosts": [
+                {
+                    "address": REDIS_CHANNELS_URL,
+                    "socket_timeout": 15,
+                    "socket_connect_timeout": REDIS_TIMEOUT_SECONDS,
+                }
+            ],
+            "capacity": 200,
+            "expiry": 30,
+        },
     }
 }
 
@@ -514,6 +526,45 @@ TRAINING_PASSAGES = env.int("TRAINING_PASSAGES", default=4)
 # A message posted through the API without streaming waits this long for the whole reply
 # (then answers 202 with the reply still being written).
 API_REPLY_WAIT_SECONDS = env.float("API_REPLY_WAIT_SECONDS", default=60.0)
+
+# --- Voice (voice/): providers, turn-taking, limits -------------------------------------
+
+# Speech-to-text: "local" (faster-whisper tiny.en, offline), "openai-realtime" (streaming
+# deltas over WebSocket, HTTP as its fallback) or "openai-http" (one request a segment);
+# any OpenAI-compatible server by base URL. An organization's own key comes first.
+VOICE_STT_PROVIDER = env("VOICE_STT_PROVIDER", default="local")
+VOICE_STT_API_KEY = env("VOICE_STT_API_KEY", default="")
+VOICE_STT_BASE_URL = env("VOICE_STT_BASE_URL", default="https://api.openai.com/v1")
+VOICE_STT_MODEL = env("VOICE_STT_MODEL", default="gpt-4o-mini-transcribe")
+VOICE_STT_TIMEOUT_SECONDS = env.float("VOICE_STT_TIMEOUT_SECONDS", default=10.0)
+VOICE_STT_THREADS = env.int("VOICE_STT_THREADS", default=2)
+# Text-to-speech: "local" (Piper, offline) or "elevenlabs" (WebSocket input streaming with
+# a Flash model, one connection per call; the HTTP stream as its fallback).
+VOICE_TTS_PROVIDER = env("VOICE_TTS_PROVIDER", default="local")
+VOICE_TTS_API_KEY = env("VOICE_TTS_API_KEY", default="")
+VOICE_TTS_BASE_URL = env("VOICE_TTS_BASE_URL", default="https://api.elevenlabs.io")
+VOICE_TTS_MODEL = env("VOICE_TTS_MODEL", default="eleven_flash_v2_5")
+VOICE_TTS_TIMEOUT_SECONDS = env.float("VOICE_TTS_TIMEOUT_SECONDS", default=10.0)
+# Turn-taking (voice/turn_taking.py).
+VOICE_VAD_THRESHOLD = env.float("VOICE_VAD_THRESHOLD", default=0.5)
+VOICE_VAD_START_MS = env.int("VOICE_VAD_START_MS", default=96)
+VOICE_VAD_STOP_MS = env.int("VOICE_VAD_STOP_MS", default=256)
+VOICE_END_OF_TURN_MODEL = env.bool("VOICE_END_OF_TURN_MODEL", default=True)
+VOICE_SILENCE_FALLBACK_MS = env.int("VOICE_SILENCE_FALLBACK_MS", default=1200)
+VOICE_BARGE_IN_GRACE_MS = env.int("VOICE_BARGE_IN_GRACE_MS", default=400)
+VOICE_BARGE_IN_MIN_SPEECH_MS = env.int("VOICE_BARGE_IN_MIN_SPEECH_MS", default=192)
+VOICE_BARGE_IN_MIN_WORDS = env.int("VOICE_BARGE_IN_MIN_WORDS", default=2)
+VOICE_BARGE_IN_CONFIRM_MS = env.int("VOICE_BARGE_IN_CONFIRM_MS", default=800)
+# How far ahead of real time reply audio is sent (the client's buffer), in ms.
+VOICE_PLAYBACK_LEAD_MS = env.int("VOICE_PLAYBACK_LEAD_MS", default=300)
+# Limits.
+VOICE_MAX_CALLS_PER_USER = env.int("VOICE_MAX_CALLS_PER_USER", default=1)
+VOICE_IDLE_SECONDS = env.int("VOICE_IDLE_SECONDS", default=30)
+VOICE_RECHECK_SECONDS = env.float("VOICE_RECHECK_SECONDS", default=2.0)
+VOICE_TICKET_SECONDS = env.int("VOICE_TICKET_SECONDS", default=60)
+VOICE_MAX_TURN_SECONDS = env.int("VOICE_MAX_TURN_SECONDS", default=60)
+# Audio may arrive this much faster than real time (network bunching) before a refusal.
+VOICE_MAX_AUDIO_AHEAD_MS = env.int("VOICE_MAX_AUDIO_AHEAD_MS", default=2000)
 
 # --- Logging: structured JSON, pretty in a terminal -----------------------------------
 

@@ -1,7 +1,13 @@
-"""WebSocket routes of every app (the voice pipeline adds its consumer here)."""
+"""WebSocket routes of every app."""
 
 from __future__ import annotations
 
 from typing import Any
 
-websocket_urlpatterns: list[Any] = []
+from django.urls import path
+
+from voice.consumers import VoiceConsumer
+
+websocket_urlpatterns: list[Any] = [
+    path("ws/sessions/<int:session_id>/voice/", VoiceConsumer.as_asgi()),
+]

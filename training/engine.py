@@ -190,7 +190,12 @@ def build_prompt(
                 }
             )
         elif message.text:
-            messages.append({"role": "assistant", "content": message.text})
+            text = message.text
+            if message.interrupted:
+                # Only what the learner heard was kept: say so, so the model does not
+                # assume its whole answer landed.
+                text += " [the learner interrupted you here]"
+            messages.append({"role": "assistant", "content": text})
     messages.append({"role": "user", "content": user_content})
     return BuiltPrompt(
         Prompt(messages=messages, context=context, max_tokens=settings.LLM_MAX_REPLY_TOKENS),

@@ -247,6 +247,9 @@ class Message(models.Model):
     time_to_first_token_ms = models.PositiveIntegerField(null=True, blank=True)
     total_time_ms = models.PositiveIntegerField(null=True, blank=True)
     interrupted = models.BooleanField(default=False)
+    # Voice turns: the learner's speech (speech_ms, words) or the reply's audio and timings
+    # (audio_ms, played_ms, stage timings in ms), written by the voice pipeline.
+    voice = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

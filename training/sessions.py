@@ -88,42 +88,59 @@ def post_message(*, actor: Actor, session_id: int, text: object) -> PostedMessag
     403 not the learner, 409 ended or busy, 429 too fast.
     """
     with transaction.atomic():
-        session = access.access_or_404(
-            actor,
-            TrainingSession.objects.select_related("scenario").select_for_update(of=("self",)),
-            pk=session_id,
+        posted = _store_turn(actor, session_id, text, voice=None)
+        transaction.on_commit(lambda: turns.launch(posted.reply.pk))
+    return posted
+
+
+def post_voice_turn(
+    *, actor: Actor, session_id: int, text: str, voice: dict[str, object]
+) -> PostedMessage:
+    """Store a spoken turn (its transcript and speech figures) and the pending reply,
+    which the caller (the voice pipeline) generates itself with `turns.stream_reply`.
+    Refuses as `post_message` does."""
+    with transaction.atomic():
+        return _store_turn(actor, session_id, text, voice=voice)
+
+
+def _store_turn(
+    actor: Actor, session_id: int, text: object, *, voice: dict[str, object] | None
+) -> PostedMessage:
+    session = access.access_or_404(
+        actor,
+        TrainingSession.objects.select_related("scenario").select_for_update(of=("self",)),
+        pk=session_id,
+    )
+    if text is not None and not isinstance(text, str):
+        raise TrainingError("The message must be text.")
+    text = (text or "").strip()
+    if not text:
+        raise TrainingError("Write a message first: it is empty.")
+    limit = settings.MESSAGE_MAX_CHARS
+    if len(text) > limit:
+        raise TrainingError(
+            f"The message is {len(text):,} characters; the limit is {limit:,}.", status=413
         )
-        if text is not None and not isinstance(text, str):
-            raise TrainingError("The message must be text.")
-        text = (text or "").strip()
-        if not text:
-            raise TrainingError("Write a message first: it is empty.")
-        limit = settings.MESSAGE_MAX_CHARS
-        if len(text) > limit:
-            raise TrainingError(
-                f"The message is {len(text):,} characters; the limit is {limit:,}.", status=413
-            )
-        if session.learner_id != actor.pk:
-            raise TrainingError("Only the learner of this session can write in it.", status=403)
-        if session.is_active and timezone.now() >= session.expires_at:
-            _end(session, "time_limit")
-        if not session.is_active:
-            raise TrainingError("This session has ended; start a new one to keep practising.",
-                                status=409)  # fmt: skip
-        busy = session.messages.filter(status=MessageStatus.STREAMING).exists()
-        # A reply lost with its process must not block the session: finish it now.
-        if busy and not turns.finish_abandoned_replies(session_id=session.pk):
-            raise TrainingError("Wait for the reply before sending another message.", status=409)
-        _check_rate(actor)
-        learner_message = Message.objects.create(
-            session=session, role=MessageRole.LEARNER, text=text
-        )
-        reply = Message.objects.create(
-            session=session,
-            role=MessageRole.PERSONA if session.scenario.is_roleplay else MessageRole.TRAINER,
-            status=MessageStatus.STREAMING,
-        )
-        transaction.on_commit(lambda: turns.launch(reply.pk))
+    if session.learner_id != actor.pk:
+        raise TrainingError("Only the learner of this session can write in it.", status=403)
+    if session.is_active and timezone.now() >= session.expires_at:
+        _end(session, "time_limit")
+    if not session.is_active:
+        raise TrainingError("This session has ended; start a new one to keep practising.",
+                            status=409)  # fmt: skip
+    busy = session.messages.filter(status=MessageStatus.STREAMING).exists()
+    # A reply lost with its process must not block the session: finish it now.
+    if busy and not turns.finish_abandoned_replies(session_id=session.pk):
+        raise TrainingError("Wait for the reply before sending another message.", status=409)
+    _check_rate(actor)
+    learner_message = Message.objects.create(
+        session=session, role=MessageRole.LEARNER, text=text, voice=voice or {}
+    )
+    reply = Message.objects.create(
+        session=session,
+        role=MessageRole.PERSONA if session.scenario.is_roleplay else MessageRole.TRAINER,
+        status=MessageStatus.STREAMING,
+    )
     return PostedMessage(learner_message, reply)
 
 

@@ -267,6 +267,16 @@ async def run_to_end(reply_id: int) -> None:
         pass
 
 
+def record_spoken(reply_id: int, *, spoken_text: str | None, voice: dict[str, Any]) -> None:
+    """Voice: store the reply's audio figures and, for a reply the learner talked over,
+    keep only what they heard (`spoken_text`), marked interrupted, so the next prompt and
+    the debrief see the turn as it happened. Call it after the turn has been saved."""
+    fields: dict[str, Any] = {"voice": voice}
+    if spoken_text is not None:
+        fields.update(text=spoken_text.strip(), interrupted=True)
+    Message.objects.filter(pk=reply_id).exclude(status=MessageStatus.STREAMING).update(**fields)
+
+
 async def _run_on_turn_loop(reply_id: int) -> None:
     index = min(range(_DATABASE_THREADS), key=_database_thread_load.__getitem__)
     _database_thread_load[index] += 1  # only this loop's thread changes these counts

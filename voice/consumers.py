@@ -1,0 +1,290 @@
+"""The voice socket: `/ws/sessions/<id>/voice/` (protocol: voice/PROTOCOL.md).
+
+Protocol in, protocol out: who may connect (voice.calls), what a message means
+(validated here), and the work delegated to the call's pipeline (voice.pipeline).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qs
+
+import structlog
+from channels.db import database_sync_to_async
+from channels.generic.websocket import AsyncWebsocketConsumer
+from django.conf import settings
+
+from accounts.models import User
+from core.errors import as_refused
+from voice import calls, metrics
+from voice.audio import INPUT_SAMPLE_RATE, duration_ms
+from voice.errors import SpeechProviderError, VoiceRefused
+from voice.pipeline import Conversation
+from voice.stt import get_speech_to_text
+from voice.tickets import redeem_ticket
+from voice.tts import OUTPUT_SAMPLE_RATE, get_text_to_speech
+
+logger = structlog.get_logger(__name__)
+
+PROTOCOL_VERSION = 1
+MAX_MESSAGE_BYTES = 64 * 1024
+MIN_FRAME_BYTES = 2  # one sample; 10-60 ms (320-1,920 bytes) is what clients should send
+MAX_FRAME_BYTES = 1920
+MAX_ERRORS = 20
+CONTROL_TYPES = {"start", "stop", "interrupt", "ptt_down", "ptt_up", "playback", "ping"}
+
+
+def group_name(session_id: int) -> str:
+    return f"voice-session-{session_id}"
+
+
+class VoiceConsumer(AsyncWebsocketConsumer):
+    rejects_anonymous = True  # checked by avatar_adam/tests/test_authentication_required.py
+
+    async def connect(self) -> None:
+        self.opened: calls.OpenedCall | None = None
+        self.conversation: Conversation | None = None
+        self.watchdog: asyncio.Task[None] | None = None
+        self.connected_at = time.monotonic()
+        self.last_received = time.monotonic()
+        self.errors = 0
+        self.closing = False
+        self.audio_clock_start = time.monotonic()
+        self.audio_received_ms = 0.0
+        await self.accept()  # then close with a code: a refused handshake carries none
+        try:
+            user = await self._authenticate()
+            session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+            self.opened = await database_sync_to_async(calls.open_call)(
+                user=user, session_id=session_id
+            )
+            stt, tts = await database_sync_to_async(self._providers)(self.opened.organization_id)
+        except Exception as exc:
+            await self._refuse(exc)
+            return
+        metrics.CALLS.inc()
+        self.user = user
+        self.group = group_name(self.opened.session_id)
+        await self.channel_layer.group_add(self.group, self.channel_name)
+        if self.opened.replaced:
+            await self.channel_layer.group_send(
+                self.group, {"type": "voice.replaced", "call_ids": self.opened.replaced}
+            )
+        self.conversation = Conversation(
+            user=user,
+            session_id=self.opened.session_id,
+            stt=stt,
+            tts=tts,
+            voice_id=self.opened.voice_id,
+            send_json=self._send_event,
+            send_bytes=self._send_audio,
+        )
+        self.audio_received_ms = 0.0
+        await self._send_event(
+            {
+                "type": "session.ready",
+                "protocol": PROTOCOL_VERSION,
+                "session_id": self.opened.session_id,
+                "mode": self.opened.scenario_mode,
+                "input_sample_rate": INPUT_SAMPLE_RATE,
+                "output_sample_rate": OUTPUT_SAMPLE_RATE,
+                "messages": self.opened.messages,
+                "expires_at": self.opened.expires_at,
+            }
+        )
+        self.watchdog = asyncio.ensure_future(self._watch())
+        logger.info("voice_call_opened", call_id=self.opened.call_id, session_id=session_id)
+
+    async def _authenticate(self) -> User:
+        query = parse_qs(self.scope.get("query_string", b"").decode("latin1"))
+        ticket = (query.get("ticket") or [""])[0]
+        session_id = int(self.scope["url_route"]["kwargs"]["session_id"])
+        if ticket:
+            redeemed = await database_sync_to_async(redeem_ticket)(ticket)
+            if redeemed is None or redeemed.session_id != session_id:
+                raise VoiceRefused("This voice ticket is unknown, used or expired.", status=401)
+            user = await database_sync_to_async(
+                User.objects.filter(pk=redeemed.user_id, is_active=True).first
+            )()
+            if user is None:
+                raise VoiceRefused("Your account is not active.", status=401)
+            return user
+        user = self.scope.get("user")
+        if user is None or not user.is_authenticated:
+            raise VoiceRefused("Sign in to talk in a session.", status=401)
+        if not self.scope.get("origin_present"):
+            # A cookie without an Origin: not a page of ours. API clients use a ticket.
+            raise VoiceRefused("Connect from the session page, or with a voice ticket.", status=403)
+        return user
+
+    @staticmethod
+    def _providers(organization_id: int) -> tuple[Any, Any]:
+        return get_speech_to_text(organization_id), get_text_to_speech(organization_id)
+
+    async def _refuse(self, exc: BaseException) -> None:
+        refused = as_refused(exc)
+        if isinstance(exc, SpeechProviderError):
+            refused = VoiceRefused(f"Voice is unavailable right now: {exc}", status=503)
+        if refused is None:
+            logger.exception("voice_connect_failed", exc_info=exc)
+            refused = VoiceRefused("The voice service failed; try again in a moment.", status=500)
+        await self._close_with(refused.close_code, refused.message)
+
+    async def _close_with(self, code: int, message: str) -> None:
+        if self.closing:
+            return
+        self.closing = True
+        await self._send_event(
+            {"type": "error", "code": f"closed_{code}", "message": message, "fatal": True}
+        )
+        await self.close(code=code)
+
+    async def _send_event(self, event: dict[str, Any]) -> None:
+        with contextlib.suppress(Exception):  # the socket is gone: the pipeline winds down
+            await self.send(text_data=json.dumps(event))
+
+    async def _send_audio(self, pcm: bytes) -> None:
+        with contextlib.suppress(Exception):
+            await self.send(bytes_data=pcm)
+
+    # --- while it lives ------------------------------------------------------------
+
+    async def _watch(self) -> None:
+        """Re-check the call every few seconds; close it when it may not go on."""
+        assert self.opened is not None
+        while True:
+            await asyncio.sleep(settings.VOICE_RECHECK_SECONDS)
+            idle = time.monotonic() - self.last_received
+            if idle >= settings.VOICE_IDLE_SECONDS:
+                await self._close_with(4408, "Nothing was received for a while; the call closed.")
+                return
+            try:
+                await database_sync_to_async(calls.check_call)(
+                    self.opened, seconds=time.monotonic() - self.connected_at
+                )
+            except VoiceRefused as exc:
+                await self._close_with(exc.close_code, exc.message)
+                return
+            except Exception:
+                logger.exception("voice_check_failed", call_id=self.opened.call_id)
+
+    async def voice_replaced(self, event: dict[str, Any]) -> None:
+        if self.opened is not None and self.opened.call_id in event["call_ids"]:
+            await self._close_with(4409, "This call continued in another window.")
+
+    async def receive(self, text_data: str | None = None, bytes_data: bytes | None = None) -> None:
+        if self.conversation is None or self.closing:
+            return
+        self.last_received = time.monotonic()
+        size = len(bytes_data) if bytes_data is not None else len((text_data or "").encode())
+        if size > MAX_MESSAGE_BYTES:
+            await self._close_with(4413, "That message was too large (the limit is 64 KiB).")
+            return
+        if bytes_data is not None:
+            await self._receive_audio(bytes_data)
+        else:
+            await self._receive_control(text_data or "")
+
+    async def _complain(self, code: str, message: str) -> None:
+        self.errors += 1
+        if self.errors > MAX_ERRORS:
+            await self._close_with(4400, "Too many malformed messages; the call closed.")
+            return
+        await self._send_event({"type": "error", "code": code, "message": message, "fatal": False})
+
+    async def _receive_audio(self, pcm: bytes) -> None:
+        assert self.conversation is not None
+        if not self.conversation.listening:
+            return  # audio before "start" is ignored (PROTOCOL.md)
+        if len(pcm) % 2 or not MIN_FRAME_BYTES <= len(pcm) <= MAX_FRAME_BYTES:
+            await self._complain(
+                "bad_audio",
+                f"Audio frames are 16-bit mono PCM at 16 kHz, 10-60 ms (an even number of "
+                f"bytes up to {MAX_FRAME_BYTES}); this one had {len(pcm)} bytes.",
+            )
+            return
+        self.audio_received_ms += duration_ms(pcm, INPUT_SAMPLE_RATE)
+        ahead = self.audio_received_ms - (time.monotonic() - self.audio_clock_start) * 1000
+        if ahead > settings.VOICE_MAX_AUDIO_AHEAD_MS:
+            self.audio_received_ms -= duration_ms(pcm, INPUT_SAMPLE_RATE)
+            if ahead > 4 * settings.VOICE_MAX_AUDIO_AHEAD_MS:
+                await self._close_with(4429, "Audio arrived much faster than real time.")
+            else:
+                await self._complain(
+                    "too_fast",
+                    "Audio is arriving faster than real time; send it as it is recorded.",
+                )
+            return
+        await self.conversation.feed_audio(pcm)
+
+    async def _receive_control(self, text: str) -> None:
+        assert self.conversation is not None
+        try:
+            message = json.loads(text)
+        except ValueError:
+            await self._complain("bad_message", "That was not valid JSON.")
+            return
+        kind = message.get("type") if isinstance(message, dict) else None
+        if kind not in CONTROL_TYPES:
+            await self._complain(
+                "bad_message",
+                f"Unknown message type {str(kind)[:40]!r}; expected one of "
+                f"{', '.join(sorted(CONTROL_TYPES))}.",
+            )
+            return
+        conversation = self.conversation
+        if kind == "ping":
+            await self._send_event({"type": "pong", "t": message.get("t")})
+        elif kind == "start":
+            mode = message.get("mode", "hands_free")
+            if mode not in ("hands_free", "push_to_talk"):
+                await self._complain("bad_message", 'mode is "hands_free" or "push_to_talk".')
+                return
+            try:
+                await conversation.start(mode)
+            except SpeechProviderError as exc:
+                await self._close_with(4503, f"Voice is unavailable right now: {exc}")
+                return
+            self.audio_clock_start = time.monotonic()
+            self.audio_received_ms = 0.0
+        elif not conversation.listening:
+            await self._complain("bad_message", 'Send "start" first.')
+        elif kind == "stop":
+            await self._close_with(1000, "Call ended.")
+        elif kind == "interrupt":
+            await conversation.interrupt()
+        elif kind == "ptt_down":
+            await conversation.ptt_down()
+        elif kind == "ptt_up":
+            await conversation.ptt_up()
+        elif kind == "playback":
+            reply_id, played = message.get("reply_id"), message.get("played_ms")
+            if not isinstance(reply_id, int) or not isinstance(played, int | float) or played < 0:
+                await self._complain(
+                    "bad_message",
+                    "playback needs reply_id (an integer) and played_ms (a number ≥ 0).",
+                )
+                return
+            conversation.playback(reply_id, float(played))
+
+    async def disconnect(self, code: int) -> None:
+        if self.watchdog is not None:
+            self.watchdog.cancel()
+        if self.opened is None:
+            return
+        metrics.CALLS.dec()
+        await self.channel_layer.group_discard(self.group, self.channel_name)
+        if self.conversation is not None:
+            await self.conversation.close()
+        reason = "closed by the client" if not self.closing else f"closed with {code}"
+        await database_sync_to_async(calls.close_call)(
+            self.opened.call_id,
+            seconds=time.monotonic() - self.connected_at,
+            close_code=code,
+            reason=reason,
+        )
+        logger.info("voice_call_closed", call_id=self.opened.call_id, code=code)

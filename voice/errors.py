@@ -1,0 +1,22 @@
+"""The voice app's errors: refusals (closing a socket with a documented code) and the one
+exception family every speech provider raises."""
+
+from __future__ import annotations
+
+from core.errors import Refused
+
+
+class VoiceRefused(Refused):
+    """A voice connection or message refused; `close_code` is 4000 + status."""
+
+
+class SpeechProviderError(Exception):
+    """A speech provider (speech-to-text or text-to-speech) failed.
+
+    str(exc) is a sentence a learner can read; `retryable` says whether trying again
+    (or the provider's HTTP fallback) may help: never for a bad key, quota or payment.
+    """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -1,0 +1,712 @@
+"""The voice pipeline of one call: audio in → turn-taking → the training turn → speech out.
+
+Everything runs as asyncio tasks on the ASGI process's event loop; the consumer only
+translates the wire protocol (voice/PROTOCOL.md) into calls on `Conversation`. Per audio
+frame the work is the VAD window (~0.2 ms) and appending to buffers: no database, no
+queue. CPU-heavy steps (speech recognition, the end-of-turn model, synthesis) run on
+thread pools. The reply is the same turn the text chat runs (`training.turns
+.stream_reply`), so the transcript, debrief and API see a voice turn like any other.
+
+A reply is three tasks: the reader (model text, cut into clauses), the speaker (clauses
+to audio) and the sender (audio paced to the client). Barge-in cancels the speaker and
+sender at once and flushes the client; the reader is cancelled, and the reply stored with
+only what was heard, once the interruption is confirmed; a false one resumes the speech.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+from channels.db import database_sync_to_async
+from django.conf import settings
+
+from accounts.models import User
+from core.errors import as_refused
+from training import sessions as training_sessions
+from training import turns
+from training.models import Message, MessageStatus
+from voice import metrics
+from voice.audio import INPUT_SAMPLE_RATE, duration_ms
+from voice.clauses import ClauseSplitter
+from voice.end_of_turn import completion_probability
+from voice.errors import SpeechProviderError
+from voice.stt import SpeechToText, TranscriptionStream
+from voice.tts import OUTPUT_SAMPLE_RATE, SpeechSynthesis, TextToSpeech
+from voice.vad import SpeechDetector
+
+logger = structlog.get_logger(__name__)
+
+SendJson = Callable[[dict[str, Any]], Awaitable[None]]
+SendBytes = Callable[[bytes], Awaitable[None]]
+
+FRAME_MS = 40
+FRAME_BYTES = OUTPUT_SAMPLE_RATE * 2 * FRAME_MS // 1000
+PREROLL_MS = 320  # audio kept from before the VAD's speech start (its decision lags)
+_background: set[asyncio.Task[Any]] = set()  # replies finishing after their socket went
+
+
+def _keep(task: asyncio.Task[Any]) -> None:
+    _background.add(task)
+    task.add_done_callback(_background.discard)
+
+
+@dataclass
+class _Segment:
+    """One stretch of speech between pauses, transcribed at its pause."""
+
+    started_ms: int
+    during_reply: _Reply | None
+    audio_ms: float = 0.0
+    task: asyncio.Task[str] | None = None
+
+
+@dataclass
+class _Span:
+    start_ms: float
+    end_ms: float
+    text: str
+
+
+@dataclass
+class _Reply:
+    reply_id: int
+    timings: dict[str, float]
+    clauses: list[str] = field(default_factory=list)
+    clauses_done: bool = False
+    next_clause: int = 0
+    new_clause: asyncio.Event = field(default_factory=asyncio.Event)
+    audio: bytearray = field(default_factory=bytearray)
+    new_audio: asyncio.Event = field(default_factory=asyncio.Event)
+    synthesis_done: bool = False
+    spans: list[_Span] = field(default_factory=list)  # clause audio on the reply's timeline
+    queued_ms: float = 0.0  # reply audio synthesized so far (timeline position)
+    sent_ms: float = 0.0  # reply audio sent so far (timeline position)
+    play_end: float = 0.0  # when the client will have played all it was sent
+    audio_started: float | None = None  # when the first frame went out
+    client_played_ms: float | None = None
+    heard: list[str] = field(default_factory=list)  # text heard before a pause
+    text: str = ""
+    paused: bool = False
+    reader: asyncio.Task[None] | None = None
+    speaker: asyncio.Task[None] | None = None
+    sender: asyncio.Task[None] | None = None
+    generator: Any = None
+
+    @property
+    def audible(self) -> bool:
+        return self.audio_started is not None and not self.paused
+
+    def played_ms(self, now: float) -> float:
+        """Audio of this reply the learner has heard: the client's report, else the
+        server's own clock of what a real-time player has played."""
+        estimate = self.sent_ms - max(0.0, self.play_end - now) * 1000
+        if self.client_played_ms is not None:
+            return min(self.client_played_ms, self.sent_ms)
+        return max(0.0, estimate)
+
+    def heard_text(self, played_ms: float) -> tuple[str, int, int]:
+        """The text heard up to `played_ms`, and where speech stopped: (text, clause index
+        in `spans`, words of that clause heard)."""
+        words: list[str] = list(self.heard)
+        for index, span in enumerate(self.spans):
+            if played_ms >= span.end_ms:
+                words.append(span.text)
+                continue
+            if played_ms <= span.start_ms:
+                return " ".join(words).strip(), index, 0
+            clause_words = span.text.split()
+            share = (played_ms - span.start_ms) / max(1.0, span.end_ms - span.start_ms)
+            count = int(len(clause_words) * share)
+            words.extend(clause_words[:count])
+            return " ".join(words).strip(), index, count
+        return " ".join(words).strip(), len(self.spans), 0
+
+
+class Conversation:
+    """One call's pipeline. Create, `await start()`, feed it, `await close()`."""
+
+    def __init__(
+        self,
+        *,
+        user: User,
+        session_id: int,
+        stt: SpeechToText,
+        tts: TextToSpeech,
+        voice_id: str,
+        send_json: SendJson,
+        send_bytes: SendBytes,
+    ) -> None:
+        self.user = user
+        self.session_id = session_id
+        self.stt = stt
+        self.tts = tts
+        self.voice_id = voice_id
+        self.send_json = send_json
+        self.send_bytes = send_bytes
+        self.detector = SpeechDetector(
+            threshold=settings.VOICE_VAD_THRESHOLD,
+            start_ms=settings.VOICE_VAD_START_MS,
+            stop_ms=settings.VOICE_VAD_STOP_MS,
+        )
+        self.mode = "hands_free"
+        self.listening = False
+        self.closed = False
+        self.transcription: TranscriptionStream | None = None
+        self.synthesis: SpeechSynthesis | None = None
+        self.preroll: deque[bytes] = deque()
+        self.preroll_ms = 0.0
+        self.audio_ms = 0.0  # learner audio received in this call
+        self.segment: _Segment | None = None
+        self.turn_segments: list[_Segment] = []
+        self.turn_audio = bytearray()
+        self.turn_speech_ms = 0.0
+        self.speech_stopped_at: float | None = None
+        self.ptt_held = False
+        self.decision: asyncio.Task[None] | None = None
+        self.turn_task: asyncio.Task[None] | None = None
+        self.reply: _Reply | None = None
+        self.barge_started_ms: int | None = None
+        self.last_reply_audio_end: float | None = None
+
+    # --- lifecycle -----------------------------------------------------------------
+
+    async def start(self, mode: str) -> None:
+        """Begin listening. Raises SpeechProviderError when a provider cannot open."""
+        self.mode = mode
+        if self.transcription is None:
+            self.transcription = await self.stt.open(self._on_partial)
+        if self.synthesis is None:
+            self.synthesis = await self.tts.open(self.voice_id)
+        self.listening = True
+        await self._state("listening")
+
+    async def close(self) -> None:
+        """The socket went: stop listening and speaking. Nothing said is lost: a turn
+        the learner finished is stored, and a reply still being written is finished and
+        stored in the background, so the next connection shows both."""
+        self.closed = True
+        self.listening = False
+        if self.decision is not None and not self.decision.done():
+            self.decision.cancel()
+        pending: asyncio.Future[None] | None = None
+        if self.turn_task is not None and not self.turn_task.done():
+            pending = self.turn_task
+        elif self.turn_segments:
+            segments, self.turn_segments = self.turn_segments, []
+            now = time.monotonic()
+            pending = asyncio.ensure_future(
+                self._take_turn(segments, self.turn_speech_ms, now, now)
+            )
+        if self.reply is not None:
+            self._stop_speech(self.reply)
+        _keep(asyncio.ensure_future(self._wind_down(pending)))
+
+    async def _wind_down(self, pending: asyncio.Future[None] | None) -> None:
+        if pending is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await pending
+        reply = self.reply
+        if reply is not None and reply.reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reply.reader
+            await self._record(reply, spoken_text=None)
+        with contextlib.suppress(Exception):
+            if self.transcription is not None:
+                await self.transcription.close()
+            if self.synthesis is not None:
+                await self.synthesis.close()
+
+    async def _send(self, event: dict[str, Any]) -> None:
+        if not self.closed:
+            await self.send_json(event)
+
+    async def _state(self, state: str) -> None:
+        await self._send({"type": "state", "state": state})
+
+    async def _error(self, code: str, message: str) -> None:
+        await self._send({"type": "error", "code": code, "message": message, "fatal": False})
+
+    # --- audio in ------------------------------------------------------------------
+
+    async def feed_audio(self, pcm: bytes) -> None:
+        """One frame of learner audio (16 kHz PCM, already validated)."""
+        if not self.listening:
+            return
+        frame_ms = duration_ms(pcm, INPUT_SAMPLE_RATE)
+        self.audio_ms += frame_ms
+        if self.mode == "push_to_talk" and not self.ptt_held:
+            return
+        events = self.detector.feed(pcm)
+        for event in events:
+            if event.kind == "speech_started":
+                await self._speech_started(event.at_ms)
+            else:
+                await self._speech_stopped(event.at_ms)
+        if self.segment is not None:
+            self.segment.audio_ms += frame_ms
+            await self._segment_audio(pcm)
+            await self._check_barge_in()
+        else:
+            self.preroll.append(pcm)
+            self.preroll_ms += frame_ms
+            while self.preroll_ms > PREROLL_MS and self.preroll:
+                self.preroll_ms -= duration_ms(self.preroll.popleft(), INPUT_SAMPLE_RATE)
+
+    async def _segment_audio(self, pcm: bytes) -> None:
+        self.turn_audio += pcm
+        assert self.transcription is not None
+        try:
+            await self.transcription.send_audio(pcm)
+        except SpeechProviderError as exc:
+            await self._error("speech_to_text_failed", str(exc))
+
+    async def _speech_started(self, at_ms: int) -> None:
+        await self._send({"type": "vad.speech_started", "at_ms": at_ms})
+        if self.decision is not None and not self.decision.done():
+            self.decision.cancel()  # they went on: the turn is not over
+        reply = self.reply if self.reply is not None and not self.reply_finished() else None
+        self.segment = _Segment(started_ms=at_ms, during_reply=reply)
+        self.speech_stopped_at = None
+        if reply is not None:
+            self.barge_started_ms = at_ms
+        else:
+            await self._state("user_speaking")
+        preroll = b"".join(self.preroll)
+        self.preroll.clear()
+        self.preroll_ms = 0.0
+        if preroll:
+            await self._segment_audio(preroll)
+
+    def reply_finished(self) -> bool:
+        return self.reply is None or (
+            self.reply.reader is not None
+            and self.reply.reader.done()
+            and (self.reply.sender is None or self.reply.sender.done())
+        )
+
+    async def _speech_stopped(self, at_ms: int) -> None:
+        await self._send({"type": "vad.speech_stopped", "at_ms": at_ms})
+        segment, self.segment = self.segment, None
+        if segment is None:
+            return
+        self.speech_stopped_at = time.monotonic() - max(0, self.audio_ms - at_ms) / 1000
+        self.turn_speech_ms += max(0, at_ms - segment.started_ms)
+        assert self.transcription is not None
+        segment.task = asyncio.ensure_future(self.transcription.finish_segment())
+        if segment.during_reply is not None:
+            _keep(asyncio.ensure_future(self._settle_barge_in(segment)))
+            return
+        self.turn_segments.append(segment)
+        if self.mode == "hands_free":
+            self.decision = asyncio.ensure_future(self._decide_end_of_turn())
+
+    async def _segment_text(self, segment: _Segment) -> str:
+        assert segment.task is not None
+        try:
+            return (await segment.task).strip()
+        except SpeechProviderError as exc:
+            await self._error("speech_to_text_failed", str(exc))
+            return ""
+
+    # --- turn-taking ---------------------------------------------------------------
+
+    async def _decide_end_of_turn(self) -> None:
+        """At a pause: the end-of-turn model, then the silence fallback."""
+        stopped = self.speech_stopped_at or time.monotonic()
+        if settings.VOICE_END_OF_TURN_MODEL:
+            audio = bytes(self.turn_audio[-8 * INPUT_SAMPLE_RATE * 2 :])
+            probability = await asyncio.to_thread(completion_probability, audio)
+            if probability >= 0.5:
+                await self._end_turn(stopped)
+                return
+        wait = settings.VOICE_SILENCE_FALLBACK_MS / 1000 - (time.monotonic() - stopped)
+        if wait > 0:
+            await asyncio.sleep(wait)
+        await self._end_turn(stopped)
+
+    async def _end_turn(self, speech_ended: float) -> None:
+        decided = time.monotonic()
+        segments, self.turn_segments = self.turn_segments, []
+        speech_ms, self.turn_speech_ms = self.turn_speech_ms, 0.0
+        self.turn_audio = bytearray()
+        # Shielded: the learner's words are stored even if they start talking again now.
+        self.turn_task = asyncio.ensure_future(
+            self._take_turn(segments, speech_ms, speech_ended, decided)
+        )
+        await asyncio.shield(self.turn_task)
+
+    async def _take_turn(
+        self, segments: list[_Segment], speech_ms: float, speech_ended: float, decided: float
+    ) -> None:
+        texts = [await self._segment_text(segment) for segment in segments]
+        text = " ".join(t for t in texts if t).strip()
+        final = time.monotonic()
+        if not text:
+            await self._state("listening")
+            return
+        previous = self.reply
+        if previous is not None and previous.reader is not None and not previous.reader.done():
+            await self._cancel_reply(previous, confirmed=True)
+        try:
+            posted = await self._post_turn(text, speech_ms)
+        except Exception as exc:  # a refusal: the words go back to the learner
+            refused = as_refused(exc)
+            if refused is None:
+                logger.exception("voice_turn_failed", session_id=self.session_id)
+            message = refused.message if refused else "Your turn could not be saved."
+            await self._send(
+                {
+                    "type": "error",
+                    "code": "turn_refused",
+                    "fatal": False,
+                    "message": f"{message} You said: “{text}”",
+                }
+            )
+            await self._state("listening")
+            return
+        await self._send(
+            {"type": "transcript.final", "text": text, "message_id": posted.learner_message.pk}
+        )
+        timings = {"speech_ended": speech_ended, "decided": decided, "final": final}
+        reply = _Reply(reply_id=posted.reply.pk, timings=timings)
+        self.reply = reply
+        await self._state("thinking")
+        reply.reader = asyncio.ensure_future(self._read_reply(reply))
+        if not self.closed:  # else the reply is only written and stored (see close)
+            reply.speaker = asyncio.ensure_future(self._speak(reply))
+            reply.sender = asyncio.ensure_future(self._send_audio(reply))
+
+    async def _post_turn(self, text: str, speech_ms: float) -> training_sessions.PostedMessage:
+        voice = {"speech_ms": round(speech_ms), "words": len(text.split())}
+        for _ in range(50):  # a reply finishing from a dropped socket: wait for it (≤ 10 s)
+            try:
+                return await database_sync_to_async(training_sessions.post_voice_turn)(
+                    actor=self.user, session_id=self.session_id, text=text, voice=voice
+                )
+            except Exception as exc:
+                refused = as_refused(exc)
+                if (
+                    refused is None
+                    or refused.status != 409
+                    or "Wait for the reply" not in refused.message
+                ):
+                    raise
+                await asyncio.sleep(0.2)
+        raise RuntimeError("a previous reply did not finish")
+
+    async def on_partial(self, text: str) -> None:
+        await self._on_partial(text)
+
+    async def _on_partial(self, text: str) -> None:
+        earlier = []
+        for segment in self.turn_segments:
+            if segment.task is not None and segment.task.done() and not segment.task.exception():
+                earlier.append(segment.task.result())
+        await self._send({"type": "transcript.partial", "text": " ".join([*earlier, text]).strip()})
+
+    # --- push-to-talk and control --------------------------------------------------
+
+    async def ptt_down(self) -> None:
+        self.ptt_held = True
+        if self.reply is not None and not self.reply_finished():
+            await self.interrupt()
+
+    async def ptt_up(self) -> None:
+        self.ptt_held = False
+        if self.segment is not None:
+            await self._speech_stopped(int(self.audio_ms))
+            self.detector.speaking = False
+        if self.turn_segments:
+            await self._end_turn(time.monotonic())
+
+    def playback(self, reply_id: int, played_ms: float) -> None:
+        if self.reply is not None and self.reply.reply_id == reply_id:
+            self.reply.client_played_ms = max(0.0, played_ms)
+
+    async def interrupt(self) -> None:
+        """The learner asked to stop the reply (a button): a confirmed interruption."""
+        if self.reply is not None and not self.reply_finished():
+            await self._cancel_reply(self.reply, confirmed=True)
+
+    # --- barge-in ------------------------------------------------------------------
+
+    async def _check_barge_in(self) -> None:
+        segment, reply = self.segment, self.reply
+        if segment is None or reply is None or segment.during_reply is not reply:
+            return
+        speech_ms = self.audio_ms - segment.started_ms
+        if not reply.paused:
+            if reply.audio_started is None:
+                return  # nothing is playing yet: decided at the segment's end
+            began = time.monotonic() - speech_ms / 1000
+            in_grace = (began - reply.audio_started) * 1000 < settings.VOICE_BARGE_IN_GRACE_MS
+            needed = (
+                settings.VOICE_BARGE_IN_CONFIRM_MS
+                if in_grace
+                else settings.VOICE_BARGE_IN_MIN_SPEECH_MS
+            )
+            if speech_ms >= needed:
+                await self._pause(reply)
+        if reply.paused and speech_ms >= settings.VOICE_BARGE_IN_CONFIRM_MS:
+            await self._confirm_barge_in(segment)
+
+    async def _pause(self, reply: _Reply) -> None:
+        """Stop the reply's audio at once; the model goes on until we know."""
+        started = time.monotonic()
+        reply.paused = True
+        self._stop_speech(reply)
+        played = reply.played_ms(started)
+        await self._send(
+            {
+                "type": "reply.interrupted",
+                "reply_id": reply.reply_id,
+                "played_ms": round(played),
+                "resumable": True,
+            }
+        )
+        metrics.BARGE_IN.observe(time.monotonic() - started)
+        await self._state("user_speaking")
+
+    def _stop_speech(self, reply: _Reply) -> None:
+        for task in (reply.speaker, reply.sender):
+            if task is not None and not task.done():
+                task.cancel()
+
+    async def _confirm_barge_in(self, segment: _Segment) -> None:
+        """Still talking over the reply: it was a real interruption. The segment goes on
+        as the learner's next turn (its pause decides that turn's end as usual)."""
+        reply = segment.during_reply
+        segment.during_reply = None
+        if reply is not None:
+            await self._cancel_reply(reply, confirmed=True)
+
+    async def _settle_barge_in(self, segment: _Segment) -> None:
+        """A segment spoken over a reply ended before it was confirmed: a real
+        interruption (enough words), or a cough, an "mm-hm", or the persona's own voice
+        coming back through the speakers, which never stop the reply."""
+        reply = segment.during_reply
+        assert reply is not None
+        text = await self._segment_text(segment)
+        real = (reply.paused and len(text.split()) >= settings.VOICE_BARGE_IN_MIN_WORDS) or (
+            reply.audio_started is None and bool(text)  # spoke while it was still thinking
+        )
+        if real:
+            segment.during_reply = None
+            self.turn_segments.append(segment)
+            await self._cancel_reply(reply, confirmed=True)
+            if self.mode == "hands_free" and self.segment is None:
+                self.decision = asyncio.ensure_future(self._decide_end_of_turn())
+        elif reply.paused and reply is self.reply:
+            await self._resume(reply)
+
+    async def _resume(self, reply: _Reply) -> None:
+        """A false interruption: speak the rest of the reply from where it stopped."""
+        played = reply.played_ms(time.monotonic())
+        heard, index, words = reply.heard_text(played)
+        reply.heard = [heard] if heard else []
+        remaining = [span.text for span in reply.spans[index:]]
+        if remaining and words:
+            remaining[0] = " ".join(remaining[0].split()[words:])
+        unsynthesized = reply.clauses[reply.next_clause :]
+        reply.clauses = [c for c in remaining if c] + unsynthesized
+        reply.next_clause = 0
+        reply.spans = []
+        reply.audio = bytearray()
+        reply.queued_ms = reply.sent_ms = played
+        reply.synthesis_done = False
+        reply.paused = False
+        reply.client_played_ms = played
+        await self._send({"type": "reply.resumed", "reply_id": reply.reply_id})
+        await self._state("speaking")
+        reply.speaker = asyncio.ensure_future(self._speak(reply))
+        reply.sender = asyncio.ensure_future(self._send_audio(reply))
+
+    async def _cancel_reply(self, reply: _Reply, *, confirmed: bool) -> None:
+        """Stop the reply for good and keep only what was heard."""
+        now = time.monotonic()
+        if not reply.paused:
+            reply.paused = True
+            self._stop_speech(reply)
+            await self._send(
+                {
+                    "type": "reply.interrupted",
+                    "reply_id": reply.reply_id,
+                    "played_ms": round(reply.played_ms(now)),
+                    "resumable": False,
+                }
+            )
+        heard, _, _ = reply.heard_text(reply.played_ms(now))
+        if reply.reader is not None and not reply.reader.done():
+            reply.reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await reply.reader
+        await self._record(reply, spoken_text=heard, interrupted=True)
+
+    # --- the reply -----------------------------------------------------------------
+
+    async def _read_reply(self, reply: _Reply) -> None:
+        splitter = ClauseSplitter()
+        parts: list[str] = []
+        generator = turns.stream_reply(reply.reply_id)
+        try:
+            async for delta in generator:
+                if "first_token" not in reply.timings:
+                    reply.timings["first_token"] = time.monotonic()
+                parts.append(delta)
+                await self._send(
+                    {"type": "reply.text_delta", "reply_id": reply.reply_id, "text": delta}
+                )
+                for clause in splitter.feed(delta):
+                    self._add_clause(reply, clause)
+            for clause in splitter.flush():
+                self._add_clause(reply, clause)
+        finally:
+            await generator.aclose()
+            reply.text = "".join(parts)
+            reply.clauses_done = True
+            reply.new_clause.set()
+
+    @staticmethod
+    def _add_clause(reply: _Reply, clause: str) -> None:
+        clause = clause.replace(turns.END_MARKER, "").strip()
+        if clause:
+            reply.clauses.append(clause)
+            reply.new_clause.set()
+
+    async def _speak(self, reply: _Reply) -> None:
+        assert self.synthesis is not None
+        try:
+            while True:
+                if reply.next_clause < len(reply.clauses):
+                    clause = reply.clauses[reply.next_clause]
+                    reply.next_clause += 1
+                    start = reply.queued_ms
+                    async with contextlib.aclosing(self.synthesis.synthesize(clause)) as audio:
+                        async for pcm in audio:
+                            if "first_audio" not in reply.timings:
+                                reply.timings["first_audio"] = time.monotonic()
+                            reply.audio += pcm
+                            reply.queued_ms += duration_ms(pcm, OUTPUT_SAMPLE_RATE)
+                            reply.new_audio.set()
+                    reply.spans.append(_Span(start, reply.queued_ms, clause))
+                elif reply.clauses_done:
+                    break
+                else:
+                    reply.new_clause.clear()
+                    await reply.new_clause.wait()
+        except SpeechProviderError as exc:
+            await self._error("text_to_speech_failed", str(exc))
+        finally:
+            reply.synthesis_done = True
+            reply.new_audio.set()
+
+    async def _send_audio(self, reply: _Reply) -> None:
+        lead = settings.VOICE_PLAYBACK_LEAD_MS / 1000
+        while True:
+            if len(reply.audio) >= FRAME_BYTES or (reply.synthesis_done and reply.audio):
+                frame = bytes(reply.audio[:FRAME_BYTES])
+                del reply.audio[:FRAME_BYTES]
+                now = time.monotonic()
+                if reply.audio_started is None:
+                    reply.audio_started = now
+                    reply.timings.setdefault("first_frame", now)
+                    await self._send(
+                        {
+                            "type": "reply.audio_started",
+                            "reply_id": reply.reply_id,
+                            "sample_rate": OUTPUT_SAMPLE_RATE,
+                            "format": "pcm_s16le",
+                        }
+                    )
+                    await self._state("speaking")
+                ahead = reply.play_end - now
+                if ahead > lead:
+                    await asyncio.sleep(ahead - lead)
+                    now = time.monotonic()
+                if self.closed or reply.paused:
+                    return
+                await self.send_bytes(frame)
+                frame_ms = duration_ms(frame, OUTPUT_SAMPLE_RATE)
+                reply.sent_ms += frame_ms
+                reply.play_end = max(reply.play_end, now) + frame_ms / 1000
+            elif reply.synthesis_done:
+                break
+            else:
+                reply.new_audio.clear()
+                await reply.new_audio.wait()
+        if reply.reader is not None:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await asyncio.shield(reply.reader)
+        await self._send(
+            {
+                "type": "reply.audio_done",
+                "reply_id": reply.reply_id,
+                "audio_ms": round(reply.sent_ms),
+            }
+        )
+        # Done when the client has played it: then the call listens again.
+        await asyncio.sleep(max(0.0, reply.play_end - time.monotonic()))
+        self.last_reply_audio_end = time.monotonic()
+        await self._record(reply, spoken_text=None)
+        await self._state("listening")
+
+    async def _record(
+        self, reply: _Reply, *, spoken_text: str | None, interrupted: bool = False
+    ) -> None:
+        if reply.timings.get("recorded"):
+            return
+        reply.timings["recorded"] = 1
+        timings = self._timings(reply)
+        voice = {
+            "audio_ms": round(reply.sent_ms),
+            "played_ms": round(reply.played_ms(time.monotonic())),
+            "timings_ms": timings,
+            "interrupted_by_learner": interrupted,
+        }
+        await database_sync_to_async(turns.record_spoken)(
+            reply.reply_id, spoken_text=spoken_text if interrupted else None, voice=voice
+        )
+        stored = await database_sync_to_async(
+            Message.objects.select_related("session").filter(pk=reply.reply_id).first
+        )()
+        metrics.observe_turn(timings)
+        await self._send(
+            {"type": "turn.metrics", "reply_id": reply.reply_id, "timings_ms": timings}
+        )
+        if stored is not None:
+            await self._send(
+                {
+                    "type": "reply.done",
+                    "reply_id": reply.reply_id,
+                    "text": stored.text,
+                    "interrupted": stored.interrupted,
+                    "status": stored.status,
+                    "session_ended": stored.session.status != "active",
+                }
+            )
+            if stored.status == MessageStatus.INCOMPLETE:
+                await self._error("reply_failed", stored.error)
+
+    @staticmethod
+    def _timings(reply: _Reply) -> dict[str, int]:
+        t = reply.timings
+        stages = [
+            ("end_of_speech_to_decision", "speech_ended", "decided"),
+            ("decision_to_final_transcript", "decided", "final"),
+            ("final_transcript_to_first_token", "final", "first_token"),
+            ("first_token_to_first_audio", "first_token", "first_audio"),
+            ("first_audio_to_first_frame", "first_audio", "first_frame"),
+            ("voice_to_voice", "speech_ended", "first_frame"),
+        ]
+        return {
+            name: round((t[end] - t[start]) * 1000)
+            for name, start, end in stages
+            if start in t and end in t
+        }

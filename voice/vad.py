@@ -1,0 +1,104 @@
+"""Voice activity: Silero VAD (v6) as ONNX on onnxruntime, no PyTorch.
+
+The model file ships in the `faster-whisper` wheel (MIT, `faster_whisper/assets`). It reads
+32 ms windows (512 samples at 16 kHz, with 64 samples of context) and keeps a recurrent
+state, so every call has its own `SpeechDetector`; the ONNX session is shared. About
+0.2-0.3 ms of CPU a window, cheap enough to run on the event loop.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from voice.audio import pcm_to_float
+
+WINDOW = 512  # samples at 16 kHz: 32 ms
+WINDOW_MS = 32
+_CONTEXT = 64
+_session = None
+_lock = threading.Lock()
+
+
+def _model() -> Any:
+    global _session
+    with _lock:
+        if _session is None:
+            import faster_whisper
+            import onnxruntime
+
+            path = os.path.join(
+                os.path.dirname(faster_whisper.__file__), "assets", "silero_vad_v6.onnx"
+            )
+            options = onnxruntime.SessionOptions()
+            options.inter_op_num_threads = 1
+            options.intra_op_num_threads = 1
+            options.log_severity_level = 4
+            _session = onnxruntime.InferenceSession(
+                path, providers=["CPUExecutionProvider"], sess_options=options
+            )
+        return _session
+
+
+@dataclass(frozen=True)
+class VadEvent:
+    kind: str  # "speech_started" or "speech_stopped"
+    at_ms: int  # position in the call's audio where it happened
+
+
+class SpeechDetector:
+    """Feeds 16 kHz PCM in any frame size; reports speech start and stop.
+
+    Speech starts after `start_ms` of windows above `threshold` and stops after `stop_ms`
+    below `threshold - 0.15` (hysteresis, as Silero's own iterator does)."""
+
+    def __init__(self, *, threshold: float, start_ms: int, stop_ms: int) -> None:
+        self.session = _model()
+        self.threshold = threshold
+        self.start_windows = max(1, start_ms // WINDOW_MS)
+        self.stop_windows = max(1, stop_ms // WINDOW_MS)
+        self.state = (
+            np.zeros((1, 1, 128), dtype=np.float32),
+            np.zeros((1, 1, 128), dtype=np.float32),
+        )
+        self.context = np.zeros(_CONTEXT, dtype=np.float32)
+        self.pending = np.zeros(0, dtype=np.float32)
+        self.speaking = False
+        self.run = 0  # consecutive windows against the current state
+        self.position_ms = 0  # audio consumed so far
+        self.last_probability = 0.0
+
+    def probability(self, window: np.ndarray) -> float:
+        batch = np.concatenate([self.context, window])[None, :]
+        output, h, c = self.session.run(
+            None, {"input": batch, "h": self.state[0], "c": self.state[1]}
+        )
+        self.state = (h, c)
+        self.context = window[-_CONTEXT:]
+        return float(np.asarray(output).reshape(-1)[0])
+
+    def feed(self, pcm: bytes) -> list[VadEvent]:
+        events: list[VadEvent] = []
+        self.pending = np.concatenate([self.pending, pcm_to_float(pcm)])
+        while len(self.pending) >= WINDOW:
+            window, self.pending = self.pending[:WINDOW], self.pending[WINDOW:]
+            self.position_ms += WINDOW_MS
+            probability = self.last_probability = self.probability(window)
+            if not self.speaking:
+                self.run = self.run + 1 if probability >= self.threshold else 0
+                if self.run >= self.start_windows:
+                    self.speaking, self.run = True, 0
+                    at = self.position_ms - self.start_windows * WINDOW_MS
+                    events.append(VadEvent("speech_started", max(0, at)))
+            else:
+                self.run = self.run + 1 if probability < self.threshold - 0.15 else 0
+                if self.run >= self.stop_windows:
+                    self.speaking, self.run = False, 0
+                    events.append(
+                        VadEvent("speech_stopped", self.position_ms - self.stop_windows * WINDOW_MS)
+                    )
+        return events
