@@ -27,6 +27,7 @@ urlpatterns = [
     path("api/v1/", include("accounts.api_urls")),
     path("api/v1/", include("knowledge.api_urls")),
     path("api/v1/", include("training.api_urls")),
+    path("api/v1/", include("voice.api_urls")),
     path(
         "api/v1/schema/",
         SpectacularAPIView.as_view(authentication_classes=DOCS_AUTHENTICATION),

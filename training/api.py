@@ -82,7 +82,7 @@ class MessageSerializer(serializers.ModelSerializer):
         model = Message
         fields = ["id", "role", "text", "status", "error", "citations", "model",
                   "prompt_tokens", "completion_tokens", "time_to_first_token_ms",
-                  "total_time_ms", "interrupted", "created_at"]  # fmt: skip
+                  "total_time_ms", "interrupted", "voice", "created_at"]  # fmt: skip
         read_only_fields = fields
 
 

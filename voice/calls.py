@@ -153,7 +153,7 @@ def check_call(opened: OpenedCall, *, seconds: float) -> None:
         raise VoiceRefused("Your role changed; reload the page to continue.", status=403)
     session = call.session
     if session.status != SessionStatus.ACTIVE:
-        raise VoiceRefused("This session was ended.", status=409)
+        raise VoiceRefused("This session has ended.", status=409, code="session_ended")
     if (
         now >= session.expires_at
         and not session.messages.filter(status=MessageStatus.STREAMING).exists()

@@ -82,6 +82,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             voice_id=self.opened.voice_id,
             send_json=self._send_event,
             send_bytes=self._send_audio,
+            on_session_ended=self._session_ended,
         )
         self.audio_received_ms = 0.0
         await self._send_event(
@@ -167,10 +168,20 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                     self.opened, seconds=time.monotonic() - self.connected_at
                 )
             except VoiceRefused as exc:
+                conversation = self.conversation
+                if (
+                    exc.code == "session_ended"
+                    and conversation
+                    and not conversation.reply_finished()
+                ):
+                    continue  # the persona's goodbye plays out first (then close_after_reply)
                 await self._close_with(exc.close_code, exc.message)
                 return
             except Exception:
                 logger.exception("voice_check_failed", call_id=self.opened.call_id)
+
+    async def _session_ended(self) -> None:
+        await self._close_with(1000, "The conversation has ended; your debrief is being prepared.")
 
     async def voice_replaced(self, event: dict[str, Any]) -> None:
         if self.opened is not None and self.opened.call_id in event["call_ids"]:

@@ -35,6 +35,7 @@ from training.models import Message, MessageStatus
 from voice import metrics
 from voice.audio import INPUT_SAMPLE_RATE, duration_ms
 from voice.clauses import ClauseSplitter
+from voice.echo import ECHO_CORRELATION, EchoReference
 from voice.end_of_turn import completion_probability
 from voice.errors import SpeechProviderError
 from voice.stt import SpeechToText, TranscriptionStream
@@ -90,10 +91,12 @@ class _Reply:
     sent_ms: float = 0.0  # reply audio sent so far (timeline position)
     play_end: float = 0.0  # when the client will have played all it was sent
     audio_started: float | None = None  # when the first frame went out
-    client_played_ms: float | None = None
+    client_report: tuple[float, float] | None = None  # (played_ms, when) from the client
+    frozen_played_ms: float | None = None  # where the audio stopped, until the client says
     heard: list[str] = field(default_factory=list)  # text heard before a pause
     text: str = ""
     paused: bool = False
+    paused_at_audio_ms: float = 0.0  # the call's learner-audio position when it stopped
     reader: asyncio.Task[None] | None = None
     speaker: asyncio.Task[None] | None = None
     sender: asyncio.Task[None] | None = None
@@ -106,10 +109,14 @@ class _Reply:
     def played_ms(self, now: float) -> float:
         """Audio of this reply the learner has heard: the client's report, else the
         server's own clock of what a real-time player has played."""
-        estimate = self.sent_ms - max(0.0, self.play_end - now) * 1000
-        if self.client_played_ms is not None:
-            return min(self.client_played_ms, self.sent_ms)
-        return max(0.0, estimate)
+        if self.client_report is not None:
+            value, at = self.client_report
+            if not self.paused:
+                value += (now - at) * 1000  # still playing since that report
+            return max(0.0, min(value, self.sent_ms))
+        if self.paused and self.frozen_played_ms is not None:
+            return self.frozen_played_ms
+        return max(0.0, self.sent_ms - max(0.0, self.play_end - now) * 1000)
 
     def heard_text(self, played_ms: float) -> tuple[str, int, int]:
         """The text heard up to `played_ms`, and where speech stopped: (text, clause index
@@ -129,6 +136,19 @@ class _Reply:
         return " ".join(words).strip(), len(self.spans), 0
 
 
+def _words(text: str) -> list[str]:
+    return [w for w in "".join(c.lower() if c.isalnum() else " " for c in text).split() if w]
+
+
+def _is_echo(heard: str, reply_text: str) -> bool:
+    """Whether what the microphone heard is the reply's own words coming back through the
+    speakers (no echo canceller, a speakerphone): most of its words are the reply's."""
+    heard_words, reply_words = _words(heard), set(_words(reply_text))
+    if not heard_words or not reply_words:
+        return False
+    return sum(w in reply_words for w in heard_words) / len(heard_words) >= 0.8
+
+
 class Conversation:
     """One call's pipeline. Create, `await start()`, feed it, `await close()`."""
 
@@ -142,6 +162,7 @@ class Conversation:
         voice_id: str,
         send_json: SendJson,
         send_bytes: SendBytes,
+        on_session_ended: Callable[[], Awaitable[None]] | None = None,
     ) -> None:
         self.user = user
         self.session_id = session_id
@@ -150,6 +171,7 @@ class Conversation:
         self.voice_id = voice_id
         self.send_json = send_json
         self.send_bytes = send_bytes
+        self.on_session_ended = on_session_ended
         self.detector = SpeechDetector(
             threshold=settings.VOICE_VAD_THRESHOLD,
             start_ms=settings.VOICE_VAD_START_MS,
@@ -174,6 +196,9 @@ class Conversation:
         self.reply: _Reply | None = None
         self.barge_started_ms: int | None = None
         self.last_reply_audio_end: float | None = None
+        self.echo = EchoReference()
+        self.echo_checks = 0
+        self.echo_verdict = False
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -273,6 +298,7 @@ class Conversation:
             self.decision.cancel()  # they went on: the turn is not over
         reply = self.reply if self.reply is not None and not self.reply_finished() else None
         self.segment = _Segment(started_ms=at_ms, during_reply=reply)
+        self.echo_checks = 0
         self.speech_stopped_at = None
         if reply is not None:
             self.barge_started_ms = at_ms
@@ -428,7 +454,7 @@ class Conversation:
 
     def playback(self, reply_id: int, played_ms: float) -> None:
         if self.reply is not None and self.reply.reply_id == reply_id:
-            self.reply.client_played_ms = max(0.0, played_ms)
+            self.reply.client_report = (max(0.0, played_ms), time.monotonic())
 
     async def interrupt(self) -> None:
         """The learner asked to stop the reply (a button): a confirmed interruption."""
@@ -452,17 +478,32 @@ class Conversation:
                 if in_grace
                 else settings.VOICE_BARGE_IN_MIN_SPEECH_MS
             )
-            if speech_ms >= needed:
+            if speech_ms >= needed and not self._hears_echo():
                 await self._pause(reply)
-        if reply.paused and speech_ms >= settings.VOICE_BARGE_IN_CONFIRM_MS:
+        # Confirmed by talking on after the reply stopped: its echo cannot do that.
+        if (
+            reply.paused
+            and self.audio_ms - reply.paused_at_audio_ms >= settings.VOICE_BARGE_IN_CONFIRM_MS
+        ):
             await self._confirm_barge_in(segment)
+
+    def _hears_echo(self) -> bool:
+        """The persona's own voice coming back (re-checked every third frame: ~1 ms)."""
+        self.echo_checks += 1
+        if self.echo_checks % 3 == 1:
+            likeness = self.echo.likeness(bytes(self.turn_audio[-8192:]))
+            self.echo_verdict = likeness >= ECHO_CORRELATION
+        return self.echo_verdict
 
     async def _pause(self, reply: _Reply) -> None:
         """Stop the reply's audio at once; the model goes on until we know."""
         started = time.monotonic()
-        reply.paused = True
-        self._stop_speech(reply)
         played = reply.played_ms(started)
+        reply.paused = True
+        reply.paused_at_audio_ms = self.audio_ms
+        reply.frozen_played_ms = played
+        reply.client_report = None  # the client reports again after its flush
+        self._stop_speech(reply)
         await self._send(
             {
                 "type": "reply.interrupted",
@@ -494,9 +535,14 @@ class Conversation:
         reply = segment.during_reply
         assert reply is not None
         text = await self._segment_text(segment)
-        real = (reply.paused and len(text.split()) >= settings.VOICE_BARGE_IN_MIN_WORDS) or (
-            reply.audio_started is None and bool(text)  # spoke while it was still thinking
-        )
+        words = len(text.split())
+        real = (
+            reply.paused
+            and words >= settings.VOICE_BARGE_IN_MIN_WORDS
+            and not _is_echo(
+                text, " ".join([*reply.heard, *reply.clauses, *(s.text for s in reply.spans)])
+            )
+        ) or (reply.audio_started is None and bool(text))  # spoke while it was still thinking
         if real:
             segment.during_reply = None
             self.turn_segments.append(segment)
@@ -522,7 +568,9 @@ class Conversation:
         reply.queued_ms = reply.sent_ms = played
         reply.synthesis_done = False
         reply.paused = False
-        reply.client_played_ms = played
+        reply.client_report = (played, time.monotonic())
+        reply.frozen_played_ms = None
+        reply.play_end = time.monotonic()  # the client's queue was flushed
         await self._send({"type": "reply.resumed", "reply_id": reply.reply_id})
         await self._state("speaking")
         reply.speaker = asyncio.ensure_future(self._speak(reply))
@@ -532,6 +580,8 @@ class Conversation:
         """Stop the reply for good and keep only what was heard."""
         now = time.monotonic()
         if not reply.paused:
+            reply.frozen_played_ms = reply.played_ms(now)
+            reply.client_report = None
             reply.paused = True
             self._stop_speech(reply)
             await self._send(
@@ -633,6 +683,7 @@ class Conversation:
                 if self.closed or reply.paused:
                     return
                 await self.send_bytes(frame)
+                self.echo.played(frame, OUTPUT_SAMPLE_RATE)
                 frame_ms = duration_ms(frame, OUTPUT_SAMPLE_RATE)
                 reply.sent_ms += frame_ms
                 reply.play_end = max(reply.play_end, now) + frame_ms / 1000
@@ -693,6 +744,8 @@ class Conversation:
             )
             if stored.status == MessageStatus.INCOMPLETE:
                 await self._error("reply_failed", stored.error)
+            if stored.session.status != "active" and self.on_session_ended and not self.closed:
+                await self.on_session_ended()
 
     @staticmethod
     def _timings(reply: _Reply) -> dict[str, int]:

@@ -7,9 +7,12 @@ import functools
 import json
 from typing import Any
 
+from channels.routing import URLRouter
 from channels.testing import WebsocketCommunicator
+from django.urls import path
 
 from voice.audio import INPUT_SAMPLE_RATE, resample
+from voice.consumers import VoiceConsumer
 from voice.tts import OUTPUT_SAMPLE_RATE
 
 FRAME_BYTES = 640  # 20 ms at 16 kHz
@@ -91,3 +94,21 @@ class CallClient:
             await self.communicator.disconnect()
         if self.reader is not None:
             self.reader.cancel()
+
+
+def call_for(user, session_id, *, query="", origin=True):
+    """A client on the consumer itself (the user set in the scope, as AuthMiddleware does)."""
+    application = URLRouter([path("ws/sessions/<int:session_id>/voice/", VoiceConsumer.as_asgi())])
+    url = f"/ws/sessions/{session_id}/voice/" + (f"?{query}" if query else "")
+    communicator = WebsocketCommunicator(application, url)
+    if user is not None:
+        communicator.scope["user"] = user
+    communicator.scope["origin_present"] = origin
+    return CallClient(communicator)
+
+
+def describe(client: CallClient) -> str:
+    """The call's events, one a line (text deltas left out), for assertion messages."""
+    return "\n".join(
+        json.dumps(event)[:200] for event in client.events if event["type"] != "reply.text_delta"
+    )

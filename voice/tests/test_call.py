@@ -4,37 +4,11 @@ and the turn is stored with its timings."""
 
 from __future__ import annotations
 
-import pytest
-from channels.routing import URLRouter
-from channels.testing import WebsocketCommunicator
-from django.urls import path
-
-from accounts.tests.factories import OrganizationFactory, UserFactory
-from training import sessions
 from training.models import Message, MessageRole
-from training.tests.factories import make_scenario
 from training.tests.run_turns import run
-from voice.consumers import VoiceConsumer
-from voice.tests.speech import CallClient, silence, spoken
+from voice.tests.speech import call_for, silence, spoken
 
 SENTENCE = "Hello Dana, I wanted to ask about the price of your support plan."
-
-
-@pytest.fixture
-def voice_session(db):
-    organization = OrganizationFactory()
-    learner = UserFactory(organization=organization)
-    scenario = make_scenario(organization)
-    session = sessions.start_session(actor=learner, scenario_id=scenario.pk, channel="voice")
-    return session
-
-
-def call_for(user, session_id):
-    application = URLRouter([path("ws/sessions/<int:session_id>/voice/", VoiceConsumer.as_asgi())])
-    communicator = WebsocketCommunicator(application, f"/ws/sessions/{session_id}/voice/")
-    communicator.scope["user"] = user
-    communicator.scope["origin_present"] = True
-    return CallClient(communicator)
 
 
 def test_a_spoken_turn_gets_a_spoken_reply_and_is_stored_with_its_timings(voice_session):
