@@ -55,6 +55,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         self.closing = False
         self.audio_clock_start = time.monotonic()
         self.audio_received_ms = 0.0
+        self.audio_dropped_ms = 0.0
+        self.too_fast_told_at = 0.0
         await self.accept()  # then close with a code: a refused handshake carries none
         try:
             user = await self._authenticate()
@@ -221,13 +223,21 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         self.audio_received_ms += duration_ms(pcm, INPUT_SAMPLE_RATE)
         ahead = self.audio_received_ms - (time.monotonic() - self.audio_clock_start) * 1000
         if ahead > settings.VOICE_MAX_AUDIO_AHEAD_MS:
+            # Dropped, told at most once a second; persistently far ahead: closed.
             self.audio_received_ms -= duration_ms(pcm, INPUT_SAMPLE_RATE)
-            if ahead > 4 * settings.VOICE_MAX_AUDIO_AHEAD_MS:
+            self.audio_dropped_ms += duration_ms(pcm, INPUT_SAMPLE_RATE)
+            if self.audio_dropped_ms > 3 * settings.VOICE_MAX_AUDIO_AHEAD_MS:
                 await self._close_with(4429, "Audio arrived much faster than real time.")
-            else:
-                await self._complain(
-                    "too_fast",
-                    "Audio is arriving faster than real time; send it as it is recorded.",
+            elif time.monotonic() - self.too_fast_told_at >= 1:
+                self.too_fast_told_at = time.monotonic()
+                await self._send_event(
+                    {
+                        "type": "error",
+                        "code": "too_fast",
+                        "fatal": False,
+                        "message": "Audio is arriving faster than real time and "
+                        "was dropped; send it as it is recorded.",
+                    }
                 )
             return
         await self.conversation.feed_audio(pcm)
