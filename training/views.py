@@ -20,6 +20,7 @@ from accounts import access
 from accounts.models import Team
 from core import sse
 from training import analytics, errors, selectors, sessions, streaming
+from training.delivery import delivery_of
 from training.llm import STAND_IN_MODEL_ID
 from training.models import (
     EvaluationStatus,
@@ -112,6 +113,7 @@ def _session_context(request: HttpRequest, session_id: int) -> dict[str, object]
         "is_owner": session.learner_id == request.user.pk,
         "stand_in": any(m.model == STAND_IN_MODEL_ID for m in messages) or _uses_stand_in(),
         "evaluation": getattr(session, "evaluation", None),
+        "delivery": delivery_of(session, messages),
     }
 
 
