@@ -23,6 +23,7 @@ from training import analytics, errors, selectors, sessions, streaming
 from training.delivery import delivery_of
 from training.llm import STAND_IN_MODEL_ID
 from training.models import (
+    Channel,
     EvaluationStatus,
     Message,
     Scenario,
@@ -94,9 +95,15 @@ def library(request: HttpRequest) -> HttpResponse:
 @login_required
 @require_POST
 def start(request: HttpRequest, scenario_id: int) -> HttpResponse:
+    channel = request.POST.get("channel") or Channel.TEXT
+    if channel not in Channel.values:
+        raise errors.TrainingError(
+            f"A session is practised by text or by voice; {channel[:40]!r} is neither."
+        )
     session = sessions.start_session(
         actor=request.user,
         scenario_id=scenario_id,
+        channel=channel,
         preview=request.POST.get("preview") == "1",
     )
     return redirect("training:session", session_id=session.pk)
