@@ -17,6 +17,7 @@ from drf_spectacular.utils import (
     OpenApiExample,
     OpenApiResponse,
     extend_schema,
+    extend_schema_field,
     extend_schema_serializer,
     inline_serializer,
 )
@@ -46,6 +47,7 @@ from core.pagination import (
     PagePagination,
 )
 from training import analytics, assignments, scenarios, selectors, sessions, streaming
+from training.delivery import delivery_of
 from training.models import (
     Assignment,
     Evaluation,
@@ -104,12 +106,52 @@ class SessionDetailSerializer(SessionSerializer):
         read_only_fields = fields
 
 
+class FillerSerializer(serializers.Serializer):
+    filler = serializers.CharField(help_text="um, uh, er, erm, ah, hmm, like, you know, …")
+    count = serializers.IntegerField()
+
+
+class DeliverySerializer(serializers.Serializer):
+    """How the learner spoke (training.delivery): voice sessions only, never graded."""
+
+    voice_turns = serializers.IntegerField()
+    words = serializers.IntegerField()
+    speech_seconds = serializers.FloatField()
+    words_per_minute = serializers.IntegerField(allow_null=True)
+    filler_count = serializers.IntegerField()
+    fillers_per_minute = serializers.FloatField(allow_null=True)
+    fillers = FillerSerializer(many=True)
+    persona_played_seconds = serializers.FloatField()
+    talk_share_percent = serializers.FloatField(
+        allow_null=True, help_text="The learner's share of the talking (speech vs replies heard)."
+    )
+    longest_monologue_seconds = serializers.FloatField(allow_null=True)
+    learner_interruptions = serializers.IntegerField(help_text="Replies the learner talked over.")
+    persona_interruptions = serializers.IntegerField(
+        help_text="0 by design: replies answer finished turns and stop when the learner speaks."
+    )
+    persona_response_p50_ms = serializers.IntegerField(allow_null=True)
+    persona_response_p95_ms = serializers.IntegerField(allow_null=True)
+    learner_response_median_ms = serializers.IntegerField(allow_null=True)
+    tips = serializers.ListField(child=serializers.CharField())
+
+
 class EvaluationSerializer(serializers.ModelSerializer):
+    delivery = serializers.SerializerMethodField(
+        help_text="How the learner spoke (pace, fillers, talk time, pauses); null for a text "
+        "session or one without voice turns."
+    )
+
     class Meta:
         model = Evaluation
         fields = ["status", "overall", "rubric_scores", "strengths", "practise_next", "model",
-                  "error", "completed_at"]  # fmt: skip
+                  "error", "completed_at", "delivery"]  # fmt: skip
         read_only_fields = fields
+
+    @extend_schema_field(DeliverySerializer(allow_null=True))
+    def get_delivery(self, evaluation: Evaluation) -> dict[str, Any] | None:
+        found = delivery_of(evaluation.session)
+        return None if found is None else DeliverySerializer(found.as_dict()).data
 
 
 class RubricItemInputSerializer(serializers.Serializer):

@@ -119,10 +119,10 @@ class Delivery:
     talk_share_percent: float | None  # learner speech / (learner speech + replies heard)
     longest_monologue_seconds: float | None  # the learner's longest turn (its speech)
     learner_interruptions: int  # replies the learner talked over
-    # The persona talking over the learner: always 0 here. The pipeline only answers a
-    # finished turn (it waits for the learner's end of turn), and a learner who speaks
-    # while a reply is being prepared cancels it: a reply never starts over the learner.
-    # Reported so the figure sits next to its counterpart, not because it can vary.
+    # The persona talking over the learner: 0 by design in this pipeline. It answers only
+    # a finished turn (after the learner's end of turn), and when the learner speaks while
+    # a reply is being prepared or played, the reply stops (barge-in) and that counts as
+    # the learner's interruption. Reported next to its counterpart; it cannot vary.
     persona_interruptions: int
     persona_response_p50_ms: int | None  # voice to voice: learner stops → reply heard
     persona_response_p95_ms: int | None
@@ -147,7 +147,7 @@ def delivery_of(
         return None
     if messages is None:
         messages = session.messages.order_by("created_at", "id").only(
-            "role", "text", "interrupted", "voice", "created_at"
+            "session", "role", "text", "interrupted", "voice", "created_at"
         )
     return delivery_from_messages(list(messages), roleplay=session.mode == ScenarioMode.ROLEPLAY)
 
