@@ -551,6 +551,9 @@ VOICE_VAD_START_MS = env.int("VOICE_VAD_START_MS", default=96)
 VOICE_VAD_STOP_MS = env.int("VOICE_VAD_STOP_MS", default=256)
 VOICE_END_OF_TURN_MODEL = env.bool("VOICE_END_OF_TURN_MODEL", default=True)
 VOICE_SILENCE_FALLBACK_MS = env.int("VOICE_SILENCE_FALLBACK_MS", default=1200)
+# Silence that confirms a turn the end-of-turn model judged complete (a draft reply is
+# already being written meanwhile).
+VOICE_CONFIRM_SILENCE_MS = env.int("VOICE_CONFIRM_SILENCE_MS", default=500)
 VOICE_BARGE_IN_GRACE_MS = env.int("VOICE_BARGE_IN_GRACE_MS", default=400)
 VOICE_BARGE_IN_MIN_SPEECH_MS = env.int("VOICE_BARGE_IN_MIN_SPEECH_MS", default=192)
 VOICE_BARGE_IN_MIN_WORDS = env.int("VOICE_BARGE_IN_MIN_WORDS", default=2)

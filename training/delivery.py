@@ -203,11 +203,11 @@ def _learner_response_delays(messages: Sequence[Message]) -> list[float]:
 
     The reply's audio ends at its ``created_at`` (stored with the learner turn it answers,
     before it was generated) plus its lead-in to the first audio (the
-    final_transcript_to_first_token, first_token_to_first_audio and
+    decision_to_first_token, first_token_to_first_audio and
     first_audio_to_first_frame stages, those recorded) plus ``played_ms``. The answer
-    starts at its ``created_at`` (its final transcript) minus the time from the end of
-    its speech to that transcript (end_of_speech_to_decision and
-    decision_to_final_transcript, recorded on the reply that follows it) minus its
+    starts at its ``created_at`` (its turn decision) minus the time from the end of
+    its speech to that transcript (end_of_speech_to_final_transcript and
+    final_transcript_to_decision, recorded on the reply that follows it) minus its
     ``speech_ms``. Replies the learner talked over are left out (they are interruptions,
     not pauses); a negative result, which only measurement error can give after an
     uninterrupted reply, counts as 0; missing figures skip the pair.
@@ -223,7 +223,7 @@ def _learner_response_delays(messages: Sequence[Message]) -> list[float]:
         if reply.created_at is None or answer.created_at is None:
             continue
         timings = _timings(reply)
-        lead_in = _sum_of(timings, ("final_transcript_to_first_token",
+        lead_in = _sum_of(timings, ("decision_to_first_token",
                                     "first_token_to_first_audio",
                                     "first_audio_to_first_frame"))  # fmt: skip
         reply_ended = _after(reply.created_at, lead_in + _played_ms(reply))
@@ -231,7 +231,8 @@ def _learner_response_delays(messages: Sequence[Message]) -> list[float]:
         to_transcript = 0.0
         if following is not None and not following.is_from_learner:
             to_transcript = _sum_of(
-                _timings(following), ("end_of_speech_to_decision", "decision_to_final_transcript")
+                _timings(following),
+                ("end_of_speech_to_final_transcript", "final_transcript_to_decision"),
             )
         answer_started = _after(answer.created_at, -(to_transcript + speech_ms))
         gap_ms = (answer_started - reply_ended).total_seconds() * 1000

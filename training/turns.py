@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import contextlib
 import contextvars
 import functools
 import threading
@@ -133,6 +134,64 @@ def _prepare(reply_id: int) -> _Prepared | None:
     return _Prepared(reply, model, built.prompt, built.citations)
 
 
+def _prepare_draft(session_id: int, text: str) -> tuple[ChatModel, Prompt, list[dict[str, object]]]:
+    session = TrainingSession.objects.using("default").select_related("scenario").get(pk=session_id)
+    learner_message = Message(session=session, role=MessageRole.LEARNER, text=text)
+    reply = Message(session=session, role=MessageRole.PERSONA, status=MessageStatus.STREAMING)
+    model = get_chat_model(session.scenario.llm_model, session.scenario.organization_id)
+    built = build_prompt(session, learner_message, reply, model)
+    return model, built.prompt, built.citations
+
+
+class DraftReply:
+    """A reply generated before its turn is confirmed (voice: at a probable end of turn).
+
+    Nothing is stored or published: the model's events wait in memory. `discard()` throws
+    it away (the learner went on); otherwise the turn is stored and `stream_reply(reply_id,
+    draft=...)` goes on from these events, so the preparation and the model's first token
+    are not waited for again. The prompt is the one the stored turn would build: the same
+    history and the same words."""
+
+    def __init__(self, session_id: int, text: str) -> None:
+        self.session_id = session_id
+        self.text = text
+        self.model: ChatModel | None = None
+        self.prompt: Prompt | None = None
+        self.citations: list[dict[str, object]] = []
+        self.events: asyncio.Queue[TextDelta | Usage | BaseException | None] = asyncio.Queue()
+        self.task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Prepare the prompt and start the model. Raises what preparation raises."""
+        self.model, self.prompt, self.citations = await _db(_prepare_draft)(
+            self.session_id, self.text
+        )
+        self.task = asyncio.ensure_future(self._pump())
+
+    async def _pump(self) -> None:
+        assert self.model is not None
+        assert self.prompt is not None
+        try:
+            async for event in self.model.astream(self.prompt):
+                await self.events.put(event)
+        except Exception as exc:  # handed to the turn, which saves it as it would its own
+            await self.events.put(exc)
+        finally:
+            await self.events.put(None)
+
+    async def stream(self) -> AsyncIterator[TextDelta | Usage]:
+        while (event := await self.events.get()) is not None:
+            if isinstance(event, BaseException):
+                raise event
+            yield event
+
+    async def discard(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.task
+
+
 def _finish(reply: Message, model: ChatModel | None, progress: _Progress) -> Message | None:
     """Save the reply once (a reply the reconciler already finished stays as it is)."""
     text = "".join(progress.parts)
@@ -189,8 +248,9 @@ async def _watch(publisher: streaming.ReplyPublisher, progress: _Progress) -> No
             await publisher.send(streaming.ALIVE)
 
 
-async def stream_reply(reply_id: int) -> AsyncIterator[str]:
-    """The turn generator: yields the reply's text deltas; see the module docstring."""
+async def stream_reply(reply_id: int, draft: DraftReply | None = None) -> AsyncIterator[str]:
+    """The turn generator: yields the reply's text deltas; see the module docstring.
+    With a `draft` (voice), the model stream the draft started is the reply's."""
     progress = _Progress()
     publisher = streaming.ReplyPublisher(reply_id)
     watcher = asyncio.create_task(_watch(publisher, progress))
@@ -201,10 +261,13 @@ async def stream_reply(reply_id: int) -> AsyncIterator[str]:
         if prepared is None:
             return
         reply = prepared.reply
+        if draft is not None and draft.model is not None and draft.prompt is not None:
+            prepared = _Prepared(reply, draft.model, draft.prompt, draft.citations)
         reply.citations = prepared.citations
         await publisher.send("start", citations=prepared.citations, model=prepared.model.model_id)
+        events = draft.stream() if draft is not None else prepared.model.astream(prepared.prompt)
         async with asyncio.timeout(settings.REPLY_TIMEOUT_SECONDS):
-            async for event in prepared.model.astream(prepared.prompt):
+            async for event in events:
                 if isinstance(event, TextDelta):
                     progress.add(event.text)
                     await publisher.send("token", text=event.text)
@@ -230,6 +293,8 @@ async def stream_reply(reply_id: int) -> AsyncIterator[str]:
         progress.error = "Something went wrong while writing the reply."
     finally:
         watcher.cancel()
+        if draft is not None:
+            await draft.discard()
         if reply is None and (progress.error or progress.interrupted):
             # Stopped while preparing (prompt, retrieval, credentials): the reply still ends.
             reply = await _db(Message.objects.using("default").filter(pk=reply_id).first)()

@@ -58,6 +58,14 @@ def _keep(task: asyncio.Task[Any]) -> None:
     task.add_done_callback(_background.discard)
 
 
+async def finish_background_work(timeout: float = 30.0) -> None:
+    """Wait for replies and turns still being stored after their sockets went (process
+    shutdown, tests)."""
+    pending = [task for task in _background if not task.done()]
+    if pending:
+        await asyncio.wait(pending, timeout=timeout)
+
+
 @dataclass
 class _Segment:
     """One stretch of speech between pauses, transcribed at its pause."""
@@ -216,6 +224,8 @@ class Conversation:
         """The socket went: stop listening and speaking. Nothing said is lost: a turn
         the learner finished is stored, and a reply still being written is finished and
         stored in the background, so the next connection shows both."""
+        if self.segment is not None and self.segment.during_reply is None:
+            await self._speech_stopped(int(self.audio_ms))  # cut off mid-sentence: keep it
         self.closed = True
         self.listening = False
         if self.decision is not None and not self.decision.done():
@@ -225,9 +235,8 @@ class Conversation:
             pending = self.turn_task
         elif self.turn_segments:
             segments, self.turn_segments = self.turn_segments, []
-            now = time.monotonic()
             pending = asyncio.ensure_future(
-                self._take_turn(segments, self.turn_speech_ms, now, now)
+                self._take_unfinished_turn(segments, self.turn_speech_ms)
             )
         if self.reply is not None:
             self._stop_speech(self.reply)
@@ -336,7 +345,7 @@ class Conversation:
     async def _segment_text(self, segment: _Segment) -> str:
         assert segment.task is not None
         try:
-            return (await segment.task).strip()
+            return (await asyncio.shield(segment.task)).strip()
         except SpeechProviderError as exc:
             await self._error("speech_to_text_failed", str(exc))
             return ""
@@ -344,45 +353,91 @@ class Conversation:
     # --- turn-taking ---------------------------------------------------------------
 
     async def _decide_end_of_turn(self) -> None:
-        """At a pause: the end-of-turn model, then the silence fallback."""
+        """At a pause: finish transcribing, start a draft reply (nothing is spoken or
+        stored yet), then confirm the end of the turn: the end-of-turn model judges it
+        complete and the silence reaches VOICE_CONFIRM_SILENCE_MS, or the silence reaches
+        VOICE_SILENCE_FALLBACK_MS. Cancelled when the learner goes on: the draft is thrown
+        away and the turn continues."""
         stopped = self.speech_stopped_at or time.monotonic()
+        segments = list(self.turn_segments)
+        judged: asyncio.Future[float] | None = None
         if settings.VOICE_END_OF_TURN_MODEL:
             audio = bytes(self.turn_audio[-8 * INPUT_SAMPLE_RATE * 2 :])
-            probability = await asyncio.to_thread(completion_probability, audio)
-            if probability >= 0.5:
-                await self._end_turn(stopped)
+            judged = asyncio.ensure_future(asyncio.to_thread(completion_probability, audio))
+        draft: turns.DraftReply | None = None
+        handed = False
+        try:
+            text = await self._turn_text(segments)
+            final = time.monotonic()
+            if not text:  # noise, or speech with no words: not a turn
+                self.turn_segments = [s for s in self.turn_segments if s not in segments]
+                await self._state("listening")
                 return
-        wait = settings.VOICE_SILENCE_FALLBACK_MS / 1000 - (time.monotonic() - stopped)
-        if wait > 0:
-            await asyncio.sleep(wait)
-        await self._end_turn(stopped)
+            if self.reply_finished():
+                draft = turns.DraftReply(self.session_id, text)
+                try:
+                    await draft.start()
+                except Exception:
+                    logger.exception("voice_draft_failed", session_id=self.session_id)
+                    draft = None
+            complete = judged is not None and await asyncio.shield(judged) >= 0.5
+            silence = (
+                settings.VOICE_CONFIRM_SILENCE_MS
+                if complete
+                else settings.VOICE_SILENCE_FALLBACK_MS
+            )
+            hold = silence / 1000 - (time.monotonic() - stopped)
+            if hold > 0:
+                await asyncio.sleep(hold)
+            handed = True
+            await self._end_turn(segments, text, draft, {"speech_ended": stopped, "final": final})
+        finally:
+            if draft is not None and not handed:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(draft.discard())
 
-    async def _end_turn(self, speech_ended: float) -> None:
-        decided = time.monotonic()
-        segments, self.turn_segments = self.turn_segments, []
+    async def _turn_text(self, segments: list[_Segment]) -> str:
+        texts = [await self._segment_text(segment) for segment in segments]
+        return " ".join(t for t in texts if t).strip()
+
+    async def _end_turn(
+        self,
+        segments: list[_Segment],
+        text: str,
+        draft: turns.DraftReply | None,
+        timings: dict[str, float],
+    ) -> None:
+        timings["decided"] = time.monotonic()
+        self.turn_segments = [s for s in self.turn_segments if s not in segments]
         speech_ms, self.turn_speech_ms = self.turn_speech_ms, 0.0
         self.turn_audio = bytearray()
         # Shielded: the learner's words are stored even if they start talking again now.
-        self.turn_task = asyncio.ensure_future(
-            self._take_turn(segments, speech_ms, speech_ended, decided)
-        )
+        self.turn_task = asyncio.ensure_future(self._take_turn(text, speech_ms, timings, draft))
         await asyncio.shield(self.turn_task)
 
+    async def _take_unfinished_turn(self, segments: list[_Segment], speech_ms: float) -> None:
+        """The socket went after the learner spoke, before the turn was decided."""
+        text = await self._turn_text(segments)
+        now = time.monotonic()
+        if text:
+            timings = {"speech_ended": now, "final": now, "decided": now}
+            await self._take_turn(text, speech_ms, timings, None)
+
     async def _take_turn(
-        self, segments: list[_Segment], speech_ms: float, speech_ended: float, decided: float
+        self,
+        text: str,
+        speech_ms: float,
+        timings: dict[str, float],
+        draft: turns.DraftReply | None,
     ) -> None:
-        texts = [await self._segment_text(segment) for segment in segments]
-        text = " ".join(t for t in texts if t).strip()
-        final = time.monotonic()
-        if not text:
-            await self._state("listening")
-            return
         previous = self.reply
         if previous is not None and previous.reader is not None and not previous.reader.done():
             await self._cancel_reply(previous, confirmed=True)
         try:
             posted = await self._post_turn(text, speech_ms)
         except Exception as exc:  # a refusal: the words go back to the learner
+            if draft is not None:
+                await draft.discard()
             refused = as_refused(exc)
             if refused is None:
                 logger.exception("voice_turn_failed", session_id=self.session_id)
@@ -400,11 +455,10 @@ class Conversation:
         await self._send(
             {"type": "transcript.final", "text": text, "message_id": posted.learner_message.pk}
         )
-        timings = {"speech_ended": speech_ended, "decided": decided, "final": final}
         reply = _Reply(reply_id=posted.reply.pk, timings=timings)
         self.reply = reply
         await self._state("thinking")
-        reply.reader = asyncio.ensure_future(self._read_reply(reply))
+        reply.reader = asyncio.ensure_future(self._read_reply(reply, draft))
         if not self.closed:  # else the reply is only written and stored (see close)
             reply.speaker = asyncio.ensure_future(self._speak(reply))
             reply.sender = asyncio.ensure_future(self._send_audio(reply))
@@ -450,7 +504,12 @@ class Conversation:
             await self._speech_stopped(int(self.audio_ms))
             self.detector.speaking = False
         if self.turn_segments:
-            await self._end_turn(time.monotonic())
+            segments = list(self.turn_segments)
+            ended = time.monotonic()
+            text = await self._turn_text(segments)
+            if text:
+                timings = {"speech_ended": ended, "final": time.monotonic()}
+                await self._end_turn(segments, text, None, timings)
 
     def playback(self, reply_id: int, played_ms: float) -> None:
         if self.reply is not None and self.reply.reply_id == reply_id:
@@ -601,10 +660,10 @@ class Conversation:
 
     # --- the reply -----------------------------------------------------------------
 
-    async def _read_reply(self, reply: _Reply) -> None:
+    async def _read_reply(self, reply: _Reply, draft: turns.DraftReply | None = None) -> None:
         splitter = ClauseSplitter()
         parts: list[str] = []
-        generator = turns.stream_reply(reply.reply_id)
+        generator = turns.stream_reply(reply.reply_id, draft=draft)
         try:
             async for delta in generator:
                 if "first_token" not in reply.timings:
@@ -751,9 +810,9 @@ class Conversation:
     def _timings(reply: _Reply) -> dict[str, int]:
         t = reply.timings
         stages = [
-            ("end_of_speech_to_decision", "speech_ended", "decided"),
-            ("decision_to_final_transcript", "decided", "final"),
-            ("final_transcript_to_first_token", "final", "first_token"),
+            ("end_of_speech_to_final_transcript", "speech_ended", "final"),
+            ("final_transcript_to_decision", "final", "decided"),
+            ("decision_to_first_token", "decided", "first_token"),
             ("first_token_to_first_audio", "first_token", "first_audio"),
             ("first_audio_to_first_frame", "first_audio", "first_frame"),
             ("voice_to_voice", "speech_ended", "first_frame"),

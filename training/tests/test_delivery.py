@@ -38,9 +38,9 @@ def _reply_voice(played_ms, audio_ms=None, voice_to_voice=1000, interrupted=Fals
         "audio_ms": played_ms if audio_ms is None else audio_ms,
         "played_ms": played_ms,
         "timings_ms": {
-            "end_of_speech_to_decision": 500,
-            "decision_to_final_transcript": 300,
-            "final_transcript_to_first_token": 300,
+            "end_of_speech_to_final_transcript": 500,
+            "final_transcript_to_decision": 300,
+            "decision_to_first_token": 300,
             "first_token_to_first_audio": 200,
             "first_audio_to_first_frame": 100,
             "voice_to_voice": voice_to_voice,

@@ -45,7 +45,42 @@ def test_a_spoken_turn_gets_a_spoken_reply_and_is_stored_with_its_timings(voice_
     assert reply.text
     assert reply.text == done["text"]
     timings = reply.voice["timings_ms"]
-    for stage in ("end_of_speech_to_decision", "final_transcript_to_first_token", "voice_to_voice"):
+    for stage in ("end_of_speech_to_final_transcript", "decision_to_first_token", "voice_to_voice"):
         assert stage in timings
     assert reply.voice["audio_ms"] > 500
     assert client.of_type("turn.metrics")[0]["timings_ms"] == timings
+
+
+def test_a_pause_mid_sentence_does_not_end_the_turn_and_the_draft_reply_is_thrown_away(
+    voice_session,
+):
+    """The end-of-turn model may call "Hello Dana." complete; a reply is drafted at once,
+    but the learner goes on within the confirmation silence: one turn, one reply."""
+    learner = voice_session.learner
+    speech = (
+        silence(300)
+        + spoken("Hello Dana.")
+        + silence(380)
+        + spoken("I wanted to ask about the price of your support plan.")
+        + silence(1500)
+    )
+
+    async def talk():
+        client = call_for(learner, voice_session.pk)
+        assert await client.connect()
+        await client.wait_for("session.ready")
+        await client.send_json({"type": "start"})
+        await client.speak(speech)
+        done = await client.wait_for("reply.done", timeout=60)
+        await client.disconnect()
+        return client, done
+
+    client, done = run(talk())
+    finals = client.of_type("transcript.final")
+    assert len(finals) == 1, finals
+    assert finals[0]["text"].lower().startswith("hello dana")
+    assert "support plan" in finals[0]["text"].lower()
+    assert len(client.of_type("vad.speech_stopped")) >= 2, "it did pause"
+    roles = list(Message.objects.filter(session=voice_session).values_list("role", flat=True))
+    assert roles == ["persona", "learner", "persona"]
+    assert not done["interrupted"]
