@@ -22,7 +22,7 @@ application = OriginPolicy(AuthMiddlewareStack(URLRouter(websocket_urlpatterns))
 
 
 @pytest.fixture
-def voice_session(db):
+def voice_session(transactional_db):
     organization = OrganizationFactory()
     learner = UserFactory(organization=organization)
     scenario = make_scenario(organization)

@@ -11,7 +11,9 @@ LONG_OBJECTION = (
 
 
 @pytest.fixture
-def voice_session(db):
+def voice_session(transactional_db):
+    # transactional: Channels closes "old" connections around each database call, which
+    # would close a test transaction's connection.
     organization = OrganizationFactory()
     learner = UserFactory(organization=organization)
     objections = f"{LONG_OBJECTION}\n{LONG_OBJECTION}\n{LONG_OBJECTION}"

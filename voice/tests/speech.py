@@ -90,10 +90,13 @@ class CallClient:
         return self.closed
 
     async def disconnect(self) -> None:
+        from voice.pipeline import finish_background_work
+
         if self.closed is None:
             await self.communicator.disconnect()
         if self.reader is not None:
             self.reader.cancel()
+        await finish_background_work()  # its database work on this test's thread
 
 
 def call_for(user, session_id, *, query="", origin=True):
