@@ -27,7 +27,7 @@ OPENING = {
     "id": 301, "role": "persona", "text": "Convince me. Why should we renew at this price?",
     "status": "complete", "error": "", "citations": [], "model": "", "prompt_tokens": None,
     "completion_tokens": None, "time_to_first_token_ms": None, "total_time_ms": None,
-    "interrupted": False, "created_at": WHEN,
+    "interrupted": False, "voice": {}, "created_at": WHEN,
 }  # fmt: skip
 LEARNER = {**OPENING, "id": 302, "role": "learner", "text": "What matters most to you?"}
 REPLY = {**OPENING, "id": 303, "text": "Uptime. We lost two days in March.",
@@ -70,6 +70,7 @@ register_examples({
         "strengths": ["Asked about the customer's goals first."],
         "practise_next": ["Answer the outage objection with specifics."],
         "model": "openai/gpt-4o-mini", "error": "", "completed_at": "2026-11-25T09:52:10Z",
+        "delivery": None,
     },
     "Summary": {
         "sessions_started": 14, "sessions_ended": 11, "average_score": 72.5,

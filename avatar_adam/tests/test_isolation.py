@@ -18,6 +18,7 @@ from knowledge.tests.factories import upload
 from training import sessions
 from training.models import Assignment, Evaluation, Message, RubricItem, Scenario, TrainingSession
 from training.tests.factories import make_scenario
+from voice.models import VoiceCall
 
 pytestmark = pytest.mark.django_db
 
@@ -35,6 +36,7 @@ ID_URLS = {
     "api-message-list": TrainingSession,
     "api-scenario-detail": Scenario,
     "api-assignment-detail": Assignment,
+    "api-voice-ticket": TrainingSession,
 }
 # Page URLs (session sign-in) whose parameter is an object id, and the model it names.
 PAGE_ID_URLS = {
@@ -78,6 +80,11 @@ def foreign_object(model, globex):
         Evaluation: lambda: Evaluation.objects.create(session=globex_session(globex)),
         AuditEvent: lambda: audit.record(
             "apikey.created", actor=UserFactory(organization=globex, role="admin")
+        ),
+        VoiceCall: lambda: VoiceCall.objects.create(
+            organization=globex,
+            session=(session := globex_session(globex)),
+            learner=session.learner,
         ),
         ProviderCredential: lambda: ProviderCredential.objects.get_or_create(
             organization=globex, service="llm", defaults={"api_key": "sk-globex-secret"}
