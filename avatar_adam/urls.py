@@ -48,6 +48,7 @@ urlpatterns = [
         name="api-redoc",
     ),
     path("knowledge/", include("knowledge.urls")),
+    path("voice/", include("voice.urls")),
     path("", training_views.dashboard, name="home"),
     path("", include("training.urls")),
     path("", include("accounts.urls")),

@@ -21,10 +21,12 @@ from django.db.models import Model, QuerySet
 from django.forms.models import BaseInlineFormSet
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from accounts.admin import OrganizationScopedAdmin
 from training import assignments, errors, scenarios, sessions
 from training.models import Assignment, RubricItem, Scenario, TrainingSession
+from training.voices import voice_choices
 
 
 class ServiceRefused(Exception):
@@ -179,6 +181,27 @@ class ScenarioAdmin(ServiceAdmin):
         ("Voice, avatar and model", {"fields": ("voice", "avatar", "llm_model")}),
     )  # fmt: skip
     actions = ["preview"]
+
+    def formfield_for_dbfield(self, db_field: Any, request: HttpRequest, **kwargs: Any) -> Any:
+        if db_field.name == "voice":  # a list, not free text, with a preview of each
+            choices = [("", "The default voice"), *voice_choices()]
+            previews = format_html_join(
+                " · ",
+                '<a href="{}?voice={}" target="_blank" rel="noopener">{}</a>',
+                (
+                    (reverse("voice:preview"), voice_id, label)
+                    for voice_id, label in voice_choices()
+                ),
+            )
+            return forms.ChoiceField(
+                choices=choices,
+                required=False,
+                label="Voice",
+                help_text=format_html(
+                    "How the persona sounds in voice sessions. Listen: {}", previews
+                ),
+            )
+        return super().formfield_for_dbfield(db_field, request, **kwargs)
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).filter(is_current=True)

@@ -15,6 +15,7 @@ from training.models import (
     TrainingSession,
 )
 from training.selectors import needs_new_version
+from training.voices import check_voice
 
 
 @transaction.atomic
@@ -69,6 +70,7 @@ def create_scenario(
     """A new scenario of the actor's organization (managers only)."""
     if not access.is_manager(actor) or not actor.organization_id:
         raise PermissionDenied("Only managers of an organization can author scenarios.")
+    check_voice(data.get("voice"))
     scenario = Scenario.objects.create(
         organization_id=actor.organization_id,
         created_by=actor if getattr(actor, "pk", None) else None,
@@ -93,6 +95,8 @@ def update_scenario(
     if not access.is_manager(actor):
         raise PermissionDenied("Only managers can edit scenarios.")
     scenario = access.access_or_404(actor, Scenario.objects.current(), pk=scenario_id)
+    if "voice" in data:
+        check_voice(data["voice"])
     was_published = scenario.published
     version_up = needs_new_version(scenario)
     for key, value in data.items():

@@ -10,3 +10,8 @@ class VoiceConfig(AppConfig):
         from voice.models import VoiceCall
 
         access.register(VoiceCall, owner="learner_id")
+
+        from training.voices import register_catalogue
+        from voice.tts import voice_catalogue
+
+        register_catalogue(voice_catalogue)

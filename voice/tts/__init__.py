@@ -45,6 +45,15 @@ class TextToSpeech(Protocol):
         """A synthesis for one call. Raises SpeechProviderError if it cannot open."""
 
 
+def voice_catalogue() -> list[tuple[str, str]]:
+    """The configured provider's voices as (id, label), without loading a model."""
+    if settings.VOICE_TTS_PROVIDER == "elevenlabs":
+        from voice.tts.elevenlabs import VOICES
+    else:
+        from voice.tts.local import VOICES
+    return [(voice.id, voice.label) for voice in VOICES]
+
+
 def get_text_to_speech(organization_id: int | None) -> TextToSpeech:
     """The configured synthesiser: the organization's own key first, then VOICE_TTS_*."""
     credential = credentials.resolve(organization_id, ProviderService.TEXT_TO_SPEECH)
