@@ -45,3 +45,19 @@ def test_every_demo_document_ingests(django_capture_on_commit_callbacks):
         assert document.chunk_count > 0
     pdf = Document.objects.get(format="pdf")
     assert pdf.page_count > 1
+
+
+def test_the_demo_has_a_finished_voice_session_with_delivery_feedback():
+    from training.delivery import delivery_of
+    from training.models import TrainingSession
+
+    call_command("seed_demo", stdout=io.StringIO())
+    call_command("seed_demo", stdout=io.StringIO())
+    voice = TrainingSession.objects.get(channel="voice")
+    assert voice.status == "ended"
+    assert voice.scenario.voice == "joe"
+    assert voice.evaluation.status == "ready"
+    assert voice.messages.filter(interrupted=True).count() == 1
+    delivery = delivery_of(voice)
+    assert delivery is not None
+    assert delivery.words_per_minute

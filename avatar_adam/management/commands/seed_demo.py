@@ -10,6 +10,7 @@ from django.db import transaction
 from accounts import demo_content as accounts_demo
 from knowledge import demo_content as knowledge_demo
 from training import demo_content as training_demo
+from voice import demo_content as voice_demo
 
 
 class Command(BaseCommand):
@@ -20,4 +21,5 @@ class Command(BaseCommand):
             organization, manager = accounts_demo.seed(self.stdout)
             knowledge_demo.seed(manager, self.stdout)
             training_demo.seed(organization, manager, self.stdout)
+            voice_demo.seed(organization, self.stdout)
         accounts_demo.print_sign_ins(self.stdout)
