@@ -182,6 +182,32 @@ def database_url_for_processes():
     return f"postgres://{database['USER']}:@{host}/{database['NAME']}"
 
 
+def start_daphne(port, env):
+    """Daphne serving the app on 127.0.0.1:`port` as a process (output discarded)."""
+    import subprocess
+    import sys
+
+    return subprocess.Popen(
+        [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
+         "avatar_adam.asgi:application"],
+        cwd=Path(__file__).resolve().parent, env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+
+
+def wait_for_port(port, seconds):
+    import socket
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return
+        except OSError:
+            time.sleep(0.2)
+
+
 @pytest.fixture
 def live_stack(transactional_db):
     """The production stack on the test database: Daphne (ASGI) and one Celery worker
@@ -190,7 +216,6 @@ def live_stack(transactional_db):
     import socket
     import subprocess
     import sys
-    import time
 
     from django.conf import settings
 
@@ -204,11 +229,7 @@ def live_stack(transactional_db):
         port = probe.getsockname()[1]
     root = Path(__file__).resolve().parent
     processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "avatar_adam.asgi:application"],
-            cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        ),
+        start_daphne(port, env),
         subprocess.Popen(
             [sys.executable, "-m", "celery", "-A", "avatar_adam", "worker", "--pool", "solo",
              "-Q", ",".join(settings.TASK_QUEUE_NAMES),
@@ -216,13 +237,7 @@ def live_stack(transactional_db):
             cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         ),
     ]  # fmt: skip
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
+    wait_for_port(port, 30)
     try:
         yield f"http://127.0.0.1:{port}"
     finally:

@@ -291,7 +291,12 @@ def update_user(*, actor: Actor, user_id: int, **changes: Any) -> User:
     return user
 
 
-ORGANIZATION_SETTINGS = ("name", "require_second_factor", "managers_see_audit_log")
+ORGANIZATION_SETTINGS = (
+    "name",
+    "require_second_factor",
+    "managers_see_audit_log",
+    "voice_minutes_per_month",
+)
 
 
 @transaction.atomic

@@ -37,6 +37,12 @@ BARGE_IN = Histogram(
     "client told to flush.",
     buckets=(0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5),
 )
+DRAFTS = Counter(
+    "voice_draft_replies_total",
+    "Replies drafted at a probable end of turn: used (the turn was confirmed) or discarded "
+    "(the learner went on).",
+    ["outcome"],
+)
 CALLS = Gauge("voice_calls_open", "Voice calls open in this process.")
 PROVIDER_ERRORS = Counter(
     "voice_provider_errors_total", "Speech provider failures seen by calls.", ["kind"]

@@ -392,6 +392,8 @@ class Conversation:
             handed = True
             await self._end_turn(segments, text, draft, {"speech_ended": stopped, "final": final})
         finally:
+            if draft is not None:
+                metrics.DRAFTS.labels(outcome="used" if handed else "discarded").inc()
             if draft is not None and not handed:
                 with contextlib.suppress(Exception):
                     await asyncio.shield(draft.discard())

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from training.models import Message, MessageRole
 from training.tests.run_turns import run
+from voice import metrics
 from voice.tests.speech import call_for, silence, spoken
 
 SENTENCE = "Hello Dana, I wanted to ask about the price of your support plan."
@@ -52,10 +53,16 @@ def test_a_spoken_turn_gets_a_spoken_reply_and_is_stored_with_its_timings(voice_
 
 
 def test_a_pause_mid_sentence_does_not_end_the_turn_and_the_draft_reply_is_thrown_away(
-    voice_session,
+    voice_session, settings
 ):
     """The end-of-turn model may call "Hello Dana." complete; a reply is drafted at once,
     but the learner goes on within the confirmation silence: one turn, one reply."""
+    # The pause (380 ms, plus the synthesized sentence's own trailing silence) is well
+    # inside the confirmation silence, whatever the machine's load.
+    settings.VOICE_CONFIRM_SILENCE_MS = 1000
+    settings.VOICE_SILENCE_FALLBACK_MS = 1500
+    discarded = metrics.DRAFTS.labels(outcome="discarded")
+    discarded_before = discarded._value.get()
     learner = voice_session.learner
     speech = (
         silence(300)
@@ -84,3 +91,4 @@ def test_a_pause_mid_sentence_does_not_end_the_turn_and_the_draft_reply_is_throw
     roles = list(Message.objects.filter(session=voice_session).values_list("role", flat=True))
     assert roles == ["persona", "learner", "persona"]
     assert not done["interrupted"]
+    assert discarded._value.get() > discarded_before, "a reply was drafted at the pause"

@@ -8,18 +8,14 @@ import json
 import os
 import socket
 import subprocess
-import sys
 import time
-from pathlib import Path
 
 import pytest
 import websockets
 
-from conftest import database_url_for_processes
+from conftest import database_url_for_processes, start_daphne, wait_for_port
 from training.tests.run_turns import run
 from voice.tickets import issue_ticket
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 def _free_port() -> int:
@@ -38,22 +34,9 @@ def two_servers(transactional_db):
     )  # only the group event can close a call fast
     env.pop("DJANGO_ALLOW_ASYNC_UNSAFE", None)
     ports = [_free_port(), _free_port()]
-    processes = [
-        subprocess.Popen(
-            [sys.executable, "-m", "daphne", "-b", "127.0.0.1", "-p", str(port),
-             "avatar_adam.asgi:application"],
-            cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        for port in ports
-    ]  # fmt: skip
-    deadline = time.monotonic() + 60
+    processes = [start_daphne(port, env) for port in ports]
     for port in ports:
-        while time.monotonic() < deadline:
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-                break
-            except OSError:
-                time.sleep(0.2)
+        wait_for_port(port, 60)
     try:
         yield ports
     finally:
