@@ -22,6 +22,9 @@ from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
 from avatar_adam.websocket_urls import websocket_urlpatterns  # noqa: E402
 from core.websocket import OriginPolicy  # noqa: E402
+from voice.warmup import warm_up_in_background  # noqa: E402
+
+warm_up_in_background()
 
 application = ProtocolTypeRouter(
     {

@@ -31,6 +31,8 @@ os.environ.setdefault("SECURE_COOKIES", "false")
 os.environ.setdefault("LOG_FORMAT", "console")
 os.environ.setdefault("LOG_LEVEL", "WARNING")
 os.environ.setdefault("LLM_STAND_IN_TOKEN_DELAY_MS", "0")
+# Servers started by tests load voice models only when a call needs them.
+os.environ.setdefault("VOICE_PRELOAD", "false")
 os.environ.setdefault("LLM_PROVIDER", "offline")
 
 

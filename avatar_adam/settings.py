@@ -545,7 +545,9 @@ VOICE_TTS_API_KEY = env("VOICE_TTS_API_KEY", default="")
 VOICE_TTS_BASE_URL = env("VOICE_TTS_BASE_URL", default="https://api.elevenlabs.io")
 VOICE_TTS_MODEL = env("VOICE_TTS_MODEL", default="eleven_flash_v2_5")
 VOICE_TTS_TIMEOUT_SECONDS = env.float("VOICE_TTS_TIMEOUT_SECONDS", default=10.0)
-# Turn-taking (voice/turn_taking.py).
+# Load the offline voice models when a web process starts (else on the first call).
+VOICE_PRELOAD = env.bool("VOICE_PRELOAD", default=True)
+# Turn-taking (voice/pipeline.py).
 VOICE_VAD_THRESHOLD = env.float("VOICE_VAD_THRESHOLD", default=0.5)
 VOICE_VAD_START_MS = env.int("VOICE_VAD_START_MS", default=96)
 VOICE_VAD_STOP_MS = env.int("VOICE_VAD_STOP_MS", default=256)
