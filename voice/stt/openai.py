@@ -34,10 +34,8 @@ from __future__ import annotations
 import asyncio
 import base64
 import datetime
-import io
 import json
 import uuid
-import wave
 from collections import deque
 from dataclasses import dataclass, field
 from email.utils import parsedate_to_datetime
@@ -52,6 +50,7 @@ from django.conf import settings
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidStatus, InvalidURI
 
+from voice.audio import wav_bytes
 from voice.errors import SpeechProviderError
 from voice.stt import SAMPLE_RATE, PartialCallback
 
@@ -105,16 +104,6 @@ class _Resampler:
         self._produced = end
         out = np.interp(positions, np.arange(len(samples)), samples)
         return np.clip(np.rint(out), -32768, 32767).astype("<i2").tobytes()
-
-
-def _wav(pcm: bytes, sample_rate: int) -> bytes:
-    buffer = io.BytesIO()
-    with wave.open(buffer, "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(sample_rate)
-        wav.writeframes(pcm)
-    return buffer.getvalue()
 
 
 # --- Errors a learner can read ----------------------------------------------------------
@@ -316,7 +305,7 @@ class _HttpTranscriber:
             return ""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.timeout
-        wav = _wav(pcm, SAMPLE_RATE)
+        wav = wav_bytes(pcm, SAMPLE_RATE)
         for attempt in range(2):
             try:
                 async with asyncio.timeout_at(deadline):
