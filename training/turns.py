@@ -24,9 +24,10 @@ import concurrent.futures
 import contextlib
 import contextvars
 import functools
+import itertools
 import threading
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -85,12 +86,41 @@ def _db(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     executor = _turn_database.get()
     if executor is None:
         return sync_to_async(function)
+    return on_database_thread(executor, function)
+
+
+_next_call_thread = itertools.count()
+
+
+def database_thread() -> concurrent.futures.ThreadPoolExecutor:
+    """One of the process's long-lived database threads, for a caller that runs many short
+    database steps (a voice call): their connection stays open between steps, where
+    `database_sync_to_async` opens and closes one each time (CONN_MAX_AGE=0)."""
+    return _turn_loop_database[next(_next_call_thread) % _DATABASE_THREADS]
+
+
+def on_database_thread(
+    executor: concurrent.futures.ThreadPoolExecutor, function: Callable[..., Any]
+) -> Callable[..., Awaitable[Any]]:
+    """`function` as a coroutine function running on `executor` (from `database_thread`),
+    reconnecting first if the server dropped the thread's connection."""
 
     def checked(*args: Any, **kwargs: Any) -> Any:
         _checked_connection()
         return function(*args, **kwargs)
 
     return sync_to_async(checked, thread_sensitive=False, executor=executor)
+
+
+@contextlib.contextmanager
+def turns_on(executor: concurrent.futures.ThreadPoolExecutor) -> Iterator[None]:
+    """Within this block (this task's context), turns and drafts started here do their
+    database work on `executor`."""
+    token = _turn_database.set(executor)
+    try:
+        yield
+    finally:
+        _turn_database.reset(token)
 
 
 @dataclass
@@ -119,12 +149,14 @@ class _Progress:
         return int((time.perf_counter() - self.started) * 1000)
 
 
-def _prepare(reply_id: int) -> _Prepared | None:
+def _prepare(reply_id: int, draft: DraftReply | None = None) -> _Prepared | None:
     # From the primary: the reply was committed a moment ago (a replica may lag).
     primary = Message.objects.using("default")
     reply = primary.select_related("session__scenario").filter(pk=reply_id).first()
     if reply is None or reply.status != MessageStatus.STREAMING:
         return None  # finished already (another delivery, or the reconciler)
+    if draft is not None and draft.model is not None and draft.prompt is not None:
+        return _Prepared(reply, draft.model, draft.prompt, draft.citations)  # built already
     session = reply.session
     learner_message = (
         session.messages.filter(role=MessageRole.LEARNER, pk__lt=reply.pk).order_by("-pk").first()
@@ -250,19 +282,18 @@ async def _watch(publisher: streaming.ReplyPublisher, progress: _Progress) -> No
 
 async def stream_reply(reply_id: int, draft: DraftReply | None = None) -> AsyncIterator[str]:
     """The turn generator: yields the reply's text deltas; see the module docstring.
-    With a `draft` (voice), the model stream the draft started is the reply's."""
+    With a `draft` (voice), the model stream and prompt the draft started are the reply's:
+    the caller promises the draft was written for this turn's stored words."""
     progress = _Progress()
     publisher = streaming.ReplyPublisher(reply_id)
     watcher = asyncio.create_task(_watch(publisher, progress))
     prepared: _Prepared | None = None
     reply: Message | None = None
     try:
-        prepared = await _db(_prepare)(reply_id)
+        prepared = await _db(_prepare)(reply_id, draft)
         if prepared is None:
             return
         reply = prepared.reply
-        if draft is not None and draft.model is not None and draft.prompt is not None:
-            prepared = _Prepared(reply, draft.model, draft.prompt, draft.citations)
         reply.citations = prepared.citations
         await publisher.send("start", citations=prepared.citations, model=prepared.model.model_id)
         events = draft.stream() if draft is not None else prepared.model.astream(prepared.prompt)
@@ -345,11 +376,10 @@ def record_spoken(reply_id: int, *, spoken_text: str | None, voice: dict[str, An
 async def _run_on_turn_loop(reply_id: int) -> None:
     index = min(range(_DATABASE_THREADS), key=_database_thread_load.__getitem__)
     _database_thread_load[index] += 1  # only this loop's thread changes these counts
-    token = _turn_database.set(_turn_loop_database[index])
     try:
-        await run_to_end(reply_id)
+        with turns_on(_turn_loop_database[index]):
+            await run_to_end(reply_id)
     finally:
-        _turn_database.reset(token)
         _database_thread_load[index] -= 1
 
 

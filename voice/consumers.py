@@ -20,6 +20,7 @@ from django.conf import settings
 
 from accounts.models import User
 from core.errors import as_refused
+from training import turns
 from voice import calls, metrics
 from voice.audio import INPUT_SAMPLE_RATE, duration_ms
 from voice.errors import SpeechProviderError, VoiceRefused
@@ -45,6 +46,16 @@ def group_name(session_id: int) -> str:
 class VoiceConsumer(AsyncWebsocketConsumer):
     rejects_anonymous = True  # checked by avatar_adam/tests/test_authentication_required.py
 
+    async def dispatch(self, message: dict[str, Any]) -> None:
+        # Channels closes stale database connections on its database thread before every
+        # message: for 50 audio frames a second per call, a hop that queued behind real
+        # database work (and starved the event loop at 20 calls). Our database steps run
+        # through on_database_thread / database_sync_to_async, which check their own.
+        if message["type"] == "websocket.receive":
+            await self.websocket_receive(message)
+        else:
+            await super().dispatch(message)
+
     async def connect(self) -> None:
         self.opened: calls.OpenedCall | None = None
         self.conversation: Conversation | None = None
@@ -57,6 +68,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         self.audio_received_ms = 0.0
         self.audio_dropped_ms = 0.0
         self.too_fast_told_at = 0.0
+        self.database = turns.database_thread()
         await self.accept()  # then close with a code: a refused handshake carries none
         try:
             user = await self._authenticate()
@@ -85,6 +97,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             send_json=self._send_event,
             send_bytes=self._send_audio,
             on_session_ended=self._session_ended,
+            database=self.database,
         )
         self.audio_received_ms = 0.0
         await self._send_event(
@@ -166,7 +179,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                 await self._close_with(4408, "Nothing was received for a while; the call closed.")
                 return
             try:
-                await database_sync_to_async(calls.check_call)(
+                await turns.on_database_thread(self.database, calls.check_call)(
                     self.opened, seconds=time.monotonic() - self.connected_at
                 )
             except VoiceRefused as exc:

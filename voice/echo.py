@@ -21,17 +21,31 @@ ECHO_CORRELATION = 0.45
 
 
 class EchoReference:
+    """The reply audio sent in the last KEEP_SECONDS, in a ring (no copy per frame)."""
+
     def __init__(self) -> None:
-        self.samples = np.zeros(0, dtype=np.float32)
+        self.ring = np.zeros(int(KEEP_SECONDS * INPUT_SAMPLE_RATE), dtype=np.float32)
+        self.end = 0  # where the next sample goes
+        self.filled = 0
+
+    @property
+    def samples(self) -> np.ndarray:
+        """The kept audio, oldest first."""
+        if self.filled < len(self.ring):
+            return self.ring[: self.filled]
+        return np.concatenate([self.ring[self.end :], self.ring[: self.end]])
 
     def played(self, pcm: bytes, sample_rate: int) -> None:
         """Record reply audio just sent to the client."""
-        audio = pcm_to_float(resample(pcm, sample_rate, INPUT_SAMPLE_RATE))
-        keep = int(KEEP_SECONDS * INPUT_SAMPLE_RATE)
-        self.samples = np.concatenate([self.samples, audio])[-keep:]
+        audio = pcm_to_float(resample(pcm, sample_rate, INPUT_SAMPLE_RATE))[-len(self.ring) :]
+        first = min(len(audio), len(self.ring) - self.end)
+        self.ring[self.end : self.end + first] = audio[:first]
+        self.ring[: len(audio) - first] = audio[first:]
+        self.end = (self.end + len(audio)) % len(self.ring)
+        self.filled = min(len(self.ring), self.filled + len(audio))
 
     def clear(self) -> None:
-        self.samples = np.zeros(0, dtype=np.float32)
+        self.end = self.filled = 0
 
     def likeness(self, microphone_pcm: bytes) -> float:
         """Highest normalised correlation of the microphone's latest 256 ms with any

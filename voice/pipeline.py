@@ -16,6 +16,7 @@ only what was heard, once the interruption is confirmed; a false one resumes the
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import time
 from collections import deque
@@ -24,7 +25,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
-from channels.db import database_sync_to_async
 from django.conf import settings
 
 from accounts.models import User
@@ -171,6 +171,7 @@ class Conversation:
         send_json: SendJson,
         send_bytes: SendBytes,
         on_session_ended: Callable[[], Awaitable[None]] | None = None,
+        database: concurrent.futures.ThreadPoolExecutor | None = None,
     ) -> None:
         self.user = user
         self.session_id = session_id
@@ -207,6 +208,8 @@ class Conversation:
         self.echo = EchoReference()
         self.echo_checks = 0
         self.echo_verdict = False
+        # The call's database steps share one long-lived connection (not one per step).
+        self.database = database or turns.database_thread()
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -376,7 +379,8 @@ class Conversation:
             if self.reply_finished():
                 draft = turns.DraftReply(self.session_id, text)
                 try:
-                    await draft.start()
+                    with turns.turns_on(self.database):
+                        await draft.start()
                 except Exception:
                     logger.exception("voice_draft_failed", session_id=self.session_id)
                     draft = None
@@ -469,9 +473,9 @@ class Conversation:
         voice = {"speech_ms": round(speech_ms), "words": len(text.split())}
         for _ in range(50):  # a reply finishing from a dropped socket: wait for it (≤ 10 s)
             try:
-                return await database_sync_to_async(training_sessions.post_voice_turn)(
-                    actor=self.user, session_id=self.session_id, text=text, voice=voice
-                )
+                return await turns.on_database_thread(
+                    self.database, training_sessions.post_voice_turn
+                )(actor=self.user, session_id=self.session_id, text=text, voice=voice)
             except Exception as exc:
                 refused = as_refused(exc)
                 if (
@@ -665,24 +669,25 @@ class Conversation:
     async def _read_reply(self, reply: _Reply, draft: turns.DraftReply | None = None) -> None:
         splitter = ClauseSplitter()
         parts: list[str] = []
-        generator = turns.stream_reply(reply.reply_id, draft=draft)
-        try:
-            async for delta in generator:
-                if "first_token" not in reply.timings:
-                    reply.timings["first_token"] = time.monotonic()
-                parts.append(delta)
-                await self._send(
-                    {"type": "reply.text_delta", "reply_id": reply.reply_id, "text": delta}
-                )
-                for clause in splitter.feed(delta):
+        with turns.turns_on(self.database):
+            generator = turns.stream_reply(reply.reply_id, draft=draft)
+            try:
+                async for delta in generator:
+                    if "first_token" not in reply.timings:
+                        reply.timings["first_token"] = time.monotonic()
+                    parts.append(delta)
+                    await self._send(
+                        {"type": "reply.text_delta", "reply_id": reply.reply_id, "text": delta}
+                    )
+                    for clause in splitter.feed(delta):
+                        self._add_clause(reply, clause)
+                for clause in splitter.flush():
                     self._add_clause(reply, clause)
-            for clause in splitter.flush():
-                self._add_clause(reply, clause)
-        finally:
-            await generator.aclose()
-            reply.text = "".join(parts)
-            reply.clauses_done = True
-            reply.new_clause.set()
+            finally:
+                await generator.aclose()
+                reply.text = "".join(parts)
+                reply.clauses_done = True
+                reply.new_clause.set()
 
     @staticmethod
     def _add_clause(reply: _Reply, clause: str) -> None:
@@ -782,11 +787,12 @@ class Conversation:
             "timings_ms": timings,
             "interrupted_by_learner": interrupted,
         }
-        await database_sync_to_async(turns.record_spoken)(
+        await turns.on_database_thread(self.database, turns.record_spoken)(
             reply.reply_id, spoken_text=spoken_text if interrupted else None, voice=voice
         )
-        stored = await database_sync_to_async(
-            Message.objects.select_related("session").filter(pk=reply.reply_id).first
+        stored = await turns.on_database_thread(
+            self.database,
+            Message.objects.select_related("session").filter(pk=reply.reply_id).first,
         )()
         metrics.observe_turn(timings)
         await self._send(
