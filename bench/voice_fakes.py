@@ -7,9 +7,11 @@ Two kinds, both speaking the pipeline's provider protocols (voice/stt, voice/tts
   tone per clause at once. Provider time is zero, so what is left of a turn's latency is
   the server's own.
 - **simulated** (`bench/voice_latency.py`): the same, delayed as hosted providers are
-  published to be: partials while the learner talks and the final transcript
-  `BENCH_STT_FINAL_MS` (250) after the end of speech (or after the segment is committed,
-  `BENCH_STT_FROM=commit`); the first audio of a clause `BENCH_TTS_FIRST_AUDIO_MS` (120)
+  published to be: partials while the learner talks (the whole sentence once
+  `BENCH_STT_PARTIAL_LAG_MS`, 100, of silence followed its last word, as a streaming
+  recogniser's interim result catches up) and the final transcript `BENCH_STT_FINAL_MS`
+  (250) after the end of speech (or after the segment is committed, `BENCH_STT_FROM=commit`,
+  with no catching up: a commit-based recogniser transcribes only then); the first audio of a clause `BENCH_TTS_FIRST_AUDIO_MS` (120)
   after it is asked for, the rest streamed faster than real time.
 
 `install()` swaps the factories the consumer calls (`voice.consumers.get_speech_to_text`
@@ -65,6 +67,7 @@ class _Stream:
         self.voiced_ms = 0.0
         self.partial_at_ms = 0.0
         self.last_voiced_at: float | None = None
+        self.caught_up = False  # the whole sentence was given as a partial
         self.tasks: set[asyncio.Task[Any]] = set()
 
     async def send_audio(self, pcm: bytes) -> None:
@@ -73,6 +76,23 @@ class _Stream:
         if _rms(pcm) >= VOICED_RMS:
             self.last_voiced_at = time.monotonic()
             self.voiced_ms += len(pcm) / 2 / INPUT_RATE * 1000
+        elif (
+            self.on_partial is not None
+            and self.last_voiced_at is not None
+            and not self.caught_up
+            and self.owner.partial_lag_ms > 0
+            and not self.owner.from_commit
+            and time.monotonic() - self.last_voiced_at >= self.owner.partial_lag_ms / 1000
+        ):
+            # A streaming recogniser's interim result catches up with the last word once
+            # it has heard a little silence after it; the final still comes at final_ms.
+            self.caught_up = True
+            task = asyncio.ensure_future(self.on_partial(TRANSCRIPT))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+            return
+        if _rms(pcm) >= VOICED_RMS:
+            self.caught_up = False
         if self.on_partial is not None and self.voiced_ms - self.partial_at_ms >= 300:
             # A streaming provider's delta: a growing prefix of what will be the final.
             self.partial_at_ms = self.voiced_ms
@@ -95,6 +115,7 @@ class _Stream:
                 await asyncio.sleep(wait)
         self.voiced_ms = self.partial_at_ms = 0.0
         self.last_voiced_at = None
+        self.caught_up = False
         return TRANSCRIPT
 
     async def close(self) -> None:
@@ -108,6 +129,8 @@ class FakeSpeechToText:
         self.model_id = "bench simulated STT" if simulated else "bench instant STT"
         self.final_ms = float(os.environ.get("BENCH_STT_FINAL_MS", "250"))
         self.from_commit = os.environ.get("BENCH_STT_FROM", "speech_end") == "commit"
+        # Interim text covers the whole sentence this long after its last word (0: never).
+        self.partial_lag_ms = float(os.environ.get("BENCH_STT_PARTIAL_LAG_MS", "100"))
 
     async def open(self, on_partial: Any = None) -> _Stream:
         return _Stream(self, on_partial)

@@ -192,6 +192,9 @@ class DraftReply:
         self.citations: list[dict[str, object]] = []
         self.events: asyncio.Queue[TextDelta | Usage | BaseException | None] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
+        self.deltas: list[str] = []  # the text so far, for a look ahead (`text_so_far`)
+        self.grew = asyncio.Event()
+        self.finished = False
 
     async def start(self) -> None:
         """Prepare the prompt and start the model. Raises what preparation raises."""
@@ -206,10 +209,28 @@ class DraftReply:
         try:
             async for event in self.model.astream(self.prompt):
                 await self.events.put(event)
+                if isinstance(event, TextDelta):
+                    self.deltas.append(event.text)
+                    self.grew.set()
         except Exception as exc:  # handed to the turn, which saves it as it would its own
             await self.events.put(exc)
         finally:
             await self.events.put(None)
+            self.finished = True
+            self.grew.set()
+
+    async def text_so_far(self) -> AsyncIterator[str]:
+        """The draft's text deltas as they come, without taking them from the turn (voice
+        synthesizes the first clause before the turn is confirmed). Ends with the model."""
+        index = 0
+        while True:
+            while index < len(self.deltas):
+                index += 1
+                yield self.deltas[index - 1]
+            if self.finished:
+                return
+            self.grew.clear()
+            await self.grew.wait()
 
     async def stream(self) -> AsyncIterator[TextDelta | Usage]:
         while (event := await self.events.get()) is not None:

@@ -20,7 +20,7 @@ import concurrent.futures
 import contextlib
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -109,6 +109,7 @@ class _Reply:
     speaker: asyncio.Task[None] | None = None
     sender: asyncio.Task[None] | None = None
     generator: Any = None
+    presynthesis: _Presynthesis | None = None  # the first clause, synthesized from the draft
 
     @property
     def audible(self) -> bool:
@@ -142,6 +143,61 @@ class _Reply:
             words.extend(clause_words[:count])
             return " ".join(words).strip(), index, count
         return " ".join(words).strip(), len(self.spans), 0
+
+
+@dataclass
+class _Presynthesis:
+    """A draft reply's first clause, synthesized while the turn is being confirmed (kept
+    in memory: nothing is sent before the turn is stored)."""
+
+    clause: str | None = None
+    chunks: list[bytes] = field(default_factory=list)
+    grew: asyncio.Event = field(default_factory=asyncio.Event)
+    clause_known: asyncio.Event = field(default_factory=asyncio.Event)
+    done: bool = False
+    failure: SpeechProviderError | None = None
+    task: asyncio.Task[None] | None = None
+
+    async def of(self, clause: str) -> bool:
+        """Whether this is `clause`'s audio (else it is dropped)."""
+        await self.clause_known.wait()
+        if self.clause == clause:
+            return True
+        self.cancel()
+        return False
+
+    async def audio(self) -> AsyncIterator[bytes]:
+        index = 0
+        while True:
+            while index < len(self.chunks):
+                index += 1
+                yield self.chunks[index - 1]
+            if self.failure is not None:
+                raise self.failure
+            if self.done:
+                return
+            self.grew.clear()
+            await self.grew.wait()
+
+    def cancel(self) -> None:
+        if self.task is not None and not self.task.done():
+            self.task.cancel()
+        self.done = True
+        self.clause_known.set()
+        self.grew.set()
+
+
+@dataclass
+class _EarlyDraft:
+    """A reply drafted on the recogniser's partial text at a pause, before the segment's
+    final transcript: kept if the final has the same words."""
+
+    draft: turns.DraftReply
+    started: asyncio.Task[None]
+
+
+def _spoken(clause: str) -> str:
+    return clause.replace(turns.END_MARKER, "").strip()
 
 
 def _words(text: str) -> list[str]:
@@ -185,6 +241,7 @@ class Conversation:
             threshold=settings.VOICE_VAD_THRESHOLD,
             start_ms=settings.VOICE_VAD_START_MS,
             stop_ms=settings.VOICE_VAD_STOP_MS,
+            pause_ms=settings.VOICE_DRAFT_PAUSE_MS,
         )
         self.mode = "hands_free"
         self.listening = False
@@ -210,6 +267,9 @@ class Conversation:
         self.echo_verdict = False
         # The call's database steps share one long-lived connection (not one per step).
         self.database = database or turns.database_thread()
+        self.partial = ""  # the recogniser's latest text of the current segment
+        self.paused = False  # the current segment is in a pause (a probable end of turn)
+        self.early: _EarlyDraft | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -243,6 +303,7 @@ class Conversation:
             )
         if self.reply is not None:
             self._stop_speech(self.reply)
+        _keep(asyncio.ensure_future(self._discard_early_draft()))
         _keep(asyncio.ensure_future(self._wind_down(pending)))
 
     async def _wind_down(self, pending: asyncio.Future[None] | None) -> None:
@@ -284,6 +345,12 @@ class Conversation:
         for event in events:
             if event.kind == "speech_started":
                 await self._speech_started(event.at_ms)
+            elif event.kind == "speech_paused":
+                self.paused = True
+                self._start_early_draft()
+            elif event.kind == "speech_resumed":
+                self.paused = False
+                await self._discard_early_draft()
             else:
                 await self._speech_stopped(event.at_ms)
         if self.segment is not None:
@@ -308,6 +375,8 @@ class Conversation:
         await self._send({"type": "vad.speech_started", "at_ms": at_ms})
         if self.decision is not None and not self.decision.done():
             self.decision.cancel()  # they went on: the turn is not over
+        await self._discard_early_draft()
+        self.partial, self.paused = "", False
         reply = self.reply if self.reply is not None and not self.reply_finished() else None
         self.segment = _Segment(started_ms=at_ms, during_reply=reply)
         self.echo_checks = 0
@@ -332,6 +401,7 @@ class Conversation:
     async def _speech_stopped(self, at_ms: int) -> None:
         await self._send({"type": "vad.speech_stopped", "at_ms": at_ms})
         segment, self.segment = self.segment, None
+        self.paused = False
         if segment is None:
             return
         self.speech_stopped_at = time.monotonic() - max(0, self.audio_ms - at_ms) / 1000
@@ -368,6 +438,7 @@ class Conversation:
             audio = bytes(self.turn_audio[-8 * INPUT_SAMPLE_RATE * 2 :])
             judged = asyncio.ensure_future(asyncio.to_thread(completion_probability, audio))
         draft: turns.DraftReply | None = None
+        presynthesis: _Presynthesis | None = None
         handed = False
         try:
             text = await self._turn_text(segments)
@@ -376,7 +447,8 @@ class Conversation:
                 self.turn_segments = [s for s in self.turn_segments if s not in segments]
                 await self._state("listening")
                 return
-            if self.reply_finished():
+            draft = await self._take_early_draft(text)
+            if draft is None and self.reply_finished():
                 draft = turns.DraftReply(self.session_id, text)
                 try:
                     with turns.turns_on(self.database):
@@ -384,6 +456,9 @@ class Conversation:
                 except Exception:
                     logger.exception("voice_draft_failed", session_id=self.session_id)
                     draft = None
+            if draft is not None:
+                presynthesis = _Presynthesis()
+                presynthesis.task = asyncio.ensure_future(self._presynthesize(draft, presynthesis))
             complete = judged is not None and await asyncio.shield(judged) >= 0.5
             silence = (
                 settings.VOICE_CONFIRM_SILENCE_MS
@@ -394,13 +469,109 @@ class Conversation:
             if hold > 0:
                 await asyncio.sleep(hold)
             handed = True
-            await self._end_turn(segments, text, draft, {"speech_ended": stopped, "final": final})
+            await self._end_turn(
+                segments, text, draft, {"speech_ended": stopped, "final": final}, presynthesis
+            )
         finally:
             if draft is not None:
                 metrics.DRAFTS.labels(outcome="used" if handed else "discarded").inc()
-            if draft is not None and not handed:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(draft.discard())
+            if not handed:
+                if presynthesis is not None:
+                    presynthesis.cancel()
+                if draft is not None:
+                    with contextlib.suppress(Exception):
+                        await asyncio.shield(draft.discard())
+
+    def _start_early_draft(self) -> None:
+        """At a pause, when the recogniser's partial text (hosted streaming recognisers)
+        ends a sentence: draft the reply now, before the VAD's stop and the final
+        transcript."""
+        segment = self.segment
+        if (
+            self.mode != "hands_free"
+            or segment is None
+            or segment.during_reply is not None
+            or not self.partial.rstrip().endswith((".", "?", "!"))  # not a breath at a comma
+            or not self.reply_finished()
+        ):
+            return
+        earlier = []
+        for previous in self.turn_segments:
+            if previous.task is None or not previous.task.done() or previous.task.exception():
+                return  # an earlier segment's words are not known yet
+            earlier.append(previous.task.result().strip())
+        text = " ".join(t for t in [*earlier, self.partial.strip()] if t)
+        if self.early is not None and _words(self.early.draft.text) == _words(text):
+            return
+        draft = turns.DraftReply(self.session_id, text)
+        replaced, self.early = (
+            self.early,
+            _EarlyDraft(draft, asyncio.ensure_future(self._start_draft(draft))),
+        )
+        if replaced is not None:
+            _keep(asyncio.ensure_future(self._drop_early_draft(replaced)))
+
+    async def _start_draft(self, draft: turns.DraftReply) -> None:
+        with turns.turns_on(self.database):
+            await draft.start()
+
+    async def _discard_early_draft(self) -> None:
+        early, self.early = self.early, None
+        if early is not None:
+            await self._drop_early_draft(early)
+
+    @staticmethod
+    async def _drop_early_draft(early: _EarlyDraft) -> None:
+        metrics.DRAFTS.labels(outcome="discarded").inc()
+        early.started.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await early.started
+        with contextlib.suppress(Exception):
+            await early.draft.discard()
+
+    async def _take_early_draft(self, text: str) -> turns.DraftReply | None:
+        """The early draft, if it was written for these words (the final transcript's)."""
+        early = self.early
+        if early is None:
+            return None
+        if _words(early.draft.text) != _words(text):
+            await self._discard_early_draft()
+            return None
+        self.early = None
+        try:
+            await asyncio.shield(early.started)
+        except Exception:
+            logger.exception("voice_draft_failed", session_id=self.session_id)
+            await early.draft.discard()
+            return None
+        early.draft.text = text  # the stored turn's own spelling of the same words
+        return early.draft
+
+    async def _presynthesize(self, draft: turns.DraftReply, presynthesis: _Presynthesis) -> None:
+        """Synthesize the draft's first clause as soon as the model has written it."""
+        assert self.synthesis is not None
+        try:
+            splitter = ClauseSplitter()
+            clause = ""
+            async for delta in draft.text_so_far():
+                clause = next((c for c in map(_spoken, splitter.feed(delta)) if c), "")
+                if clause:
+                    break
+            else:
+                clause = next((c for c in map(_spoken, splitter.flush()) if c), "")
+            presynthesis.clause = clause or None
+            presynthesis.clause_known.set()
+            if clause:
+                async with contextlib.aclosing(self.synthesis.synthesize(clause)) as audio:
+                    async for pcm in audio:
+                        presynthesis.chunks.append(pcm)
+                        presynthesis.grew.set()
+        except SpeechProviderError as exc:
+            presynthesis.failure = exc
+        finally:
+            presynthesis.done = True
+            presynthesis.clause_known.set()
+            presynthesis.grew.set()
 
     async def _turn_text(self, segments: list[_Segment]) -> str:
         texts = [await self._segment_text(segment) for segment in segments]
@@ -412,13 +583,16 @@ class Conversation:
         text: str,
         draft: turns.DraftReply | None,
         timings: dict[str, float],
+        presynthesis: _Presynthesis | None = None,
     ) -> None:
         timings["decided"] = time.monotonic()
         self.turn_segments = [s for s in self.turn_segments if s not in segments]
         speech_ms, self.turn_speech_ms = self.turn_speech_ms, 0.0
         self.turn_audio = bytearray()
         # Shielded: the learner's words are stored even if they start talking again now.
-        self.turn_task = asyncio.ensure_future(self._take_turn(text, speech_ms, timings, draft))
+        self.turn_task = asyncio.ensure_future(
+            self._take_turn(text, speech_ms, timings, draft, presynthesis)
+        )
         await asyncio.shield(self.turn_task)
 
     async def _take_unfinished_turn(self, segments: list[_Segment], speech_ms: float) -> None:
@@ -435,6 +609,7 @@ class Conversation:
         speech_ms: float,
         timings: dict[str, float],
         draft: turns.DraftReply | None,
+        presynthesis: _Presynthesis | None = None,
     ) -> None:
         previous = self.reply
         if previous is not None and previous.reader is not None and not previous.reader.done():
@@ -442,6 +617,8 @@ class Conversation:
         try:
             posted = await self._post_turn(text, speech_ms)
         except Exception as exc:  # a refusal: the words go back to the learner
+            if presynthesis is not None:
+                presynthesis.cancel()
             if draft is not None:
                 await draft.discard()
             refused = as_refused(exc)
@@ -461,7 +638,7 @@ class Conversation:
         await self._send(
             {"type": "transcript.final", "text": text, "message_id": posted.learner_message.pk}
         )
-        reply = _Reply(reply_id=posted.reply.pk, timings=timings)
+        reply = _Reply(reply_id=posted.reply.pk, timings=timings, presynthesis=presynthesis)
         self.reply = reply
         await self._state("thinking")
         reply.reader = asyncio.ensure_future(self._read_reply(reply, draft))
@@ -491,6 +668,10 @@ class Conversation:
         await self._on_partial(text)
 
     async def _on_partial(self, text: str) -> None:
+        if self.segment is not None:
+            self.partial = text
+            if self.paused:
+                self._start_early_draft()  # the recogniser caught up during the pause
         earlier = []
         for segment in self.turn_segments:
             if segment.task is not None and segment.task.done() and not segment.task.exception():
@@ -691,7 +872,7 @@ class Conversation:
 
     @staticmethod
     def _add_clause(reply: _Reply, clause: str) -> None:
-        clause = clause.replace(turns.END_MARKER, "").strip()
+        clause = _spoken(clause)
         if clause:
             reply.clauses.append(clause)
             reply.new_clause.set()
@@ -704,7 +885,12 @@ class Conversation:
                     clause = reply.clauses[reply.next_clause]
                     reply.next_clause += 1
                     start = reply.queued_ms
-                    async with contextlib.aclosing(self.synthesis.synthesize(clause)) as audio:
+                    presynthesis, reply.presynthesis = reply.presynthesis, None
+                    if presynthesis is not None and await presynthesis.of(clause):
+                        source = presynthesis.audio()
+                    else:
+                        source = self.synthesis.synthesize(clause)
+                    async with contextlib.aclosing(source) as audio:
                         async for pcm in audio:
                             if "first_audio" not in reply.timings:
                                 reply.timings["first_audio"] = time.monotonic()
@@ -720,6 +906,8 @@ class Conversation:
         except SpeechProviderError as exc:
             await self._error("text_to_speech_failed", str(exc))
         finally:
+            if reply.presynthesis is not None:
+                reply.presynthesis.cancel()
             reply.synthesis_done = True
             reply.new_audio.set()
 

@@ -46,7 +46,7 @@ def _model() -> Any:
 
 @dataclass(frozen=True)
 class VadEvent:
-    kind: str  # "speech_started" or "speech_stopped"
+    kind: str  # "speech_started", "speech_paused", "speech_resumed" or "speech_stopped"
     at_ms: int  # position in the call's audio where it happened
 
 
@@ -54,13 +54,16 @@ class SpeechDetector:
     """Feeds 16 kHz PCM in any frame size; reports speech start and stop.
 
     Speech starts after `start_ms` of windows above `threshold` and stops after `stop_ms`
-    below `threshold - 0.15` (hysteresis, as Silero's own iterator does)."""
+    below `threshold - 0.15` (hysteresis, as Silero's own iterator does). With `pause_ms`
+    (shorter than `stop_ms`), a pause that long is reported on the way ("speech_paused",
+    a probable end of turn), and "speech_resumed" if the speech goes on before it stops."""
 
-    def __init__(self, *, threshold: float, start_ms: int, stop_ms: int) -> None:
+    def __init__(self, *, threshold: float, start_ms: int, stop_ms: int, pause_ms: int = 0) -> None:
         self.session = _model()
         self.threshold = threshold
         self.start_windows = max(1, start_ms // WINDOW_MS)
         self.stop_windows = max(1, stop_ms // WINDOW_MS)
+        self.pause_windows = pause_ms // WINDOW_MS if 0 < pause_ms < stop_ms else 0
         self.state = (
             np.zeros((1, 1, 128), dtype=np.float32),
             np.zeros((1, 1, 128), dtype=np.float32),
@@ -94,8 +97,16 @@ class SpeechDetector:
                     self.speaking, self.run = True, 0
                     at = self.position_ms - self.start_windows * WINDOW_MS
                     events.append(VadEvent("speech_started", max(0, at)))
+            elif probability >= self.threshold - 0.15:
+                if self.pause_windows and self.run >= self.pause_windows:
+                    events.append(VadEvent("speech_resumed", self.position_ms - WINDOW_MS))
+                self.run = 0
             else:
-                self.run = self.run + 1 if probability < self.threshold - 0.15 else 0
+                self.run += 1
+                if self.run == self.pause_windows:
+                    events.append(
+                        VadEvent("speech_paused", self.position_ms - self.run * WINDOW_MS)
+                    )
                 if self.run >= self.stop_windows:
                     self.speaking, self.run = False, 0
                     events.append(
