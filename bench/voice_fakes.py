@@ -11,8 +11,9 @@ Two kinds, both speaking the pipeline's provider protocols (voice/stt, voice/tts
   `BENCH_STT_PARTIAL_LAG_MS`, 100, of silence followed its last word, as a streaming
   recogniser's interim result catches up) and the final transcript `BENCH_STT_FINAL_MS`
   (250) after the end of speech (or after the segment is committed, `BENCH_STT_FROM=commit`,
-  with no catching up: a commit-based recogniser transcribes only then); the first audio of a clause `BENCH_TTS_FIRST_AUDIO_MS` (120)
-  after it is asked for, the rest streamed faster than real time.
+  with no catching up: a commit-based recogniser transcribes only then); the first audio
+  of a clause `BENCH_TTS_FIRST_AUDIO_MS` (120) after it is asked for, the rest streamed
+  faster than real time.
 
 `install()` swaps the factories the consumer calls (`voice.consumers.get_speech_to_text`
 / `get_text_to_speech`, imported there by name, and their originals in voice.stt /
