@@ -545,6 +545,18 @@ VOICE_TTS_API_KEY = env("VOICE_TTS_API_KEY", default="")
 VOICE_TTS_BASE_URL = env("VOICE_TTS_BASE_URL", default="https://api.elevenlabs.io")
 VOICE_TTS_MODEL = env("VOICE_TTS_MODEL", default="eleven_flash_v2_5")
 VOICE_TTS_TIMEOUT_SECONDS = env.float("VOICE_TTS_TIMEOUT_SECONDS", default=10.0)
+# Talking avatar (voice/avatar/): "local" (the page draws its own face, offline) or
+# "liveavatar" (HeyGen's LiveAvatar in LITE mode, driven by our own speech). An
+# organization's own avatar key comes first; without any key the call is voice only.
+AVATAR_PROVIDER = env("AVATAR_PROVIDER", default="local")
+LIVEAVATAR_API_KEY = env("LIVEAVATAR_API_KEY", default="")
+LIVEAVATAR_BASE_URL = env("LIVEAVATAR_BASE_URL", default="https://api.liveavatar.com")
+LIVEAVATAR_AVATAR_ID = env("LIVEAVATAR_AVATAR_ID", default="")
+LIVEAVATAR_VIDEO_QUALITY = env("LIVEAVATAR_VIDEO_QUALITY", default="high")
+LIVEAVATAR_SANDBOX = env.bool("LIVEAVATAR_SANDBOX", default=False)
+# Each HTTP call and each command sent; then the wait for the avatar to join its room.
+LIVEAVATAR_TIMEOUT_SECONDS = env.float("LIVEAVATAR_TIMEOUT_SECONDS", default=10.0)
+LIVEAVATAR_CONNECT_TIMEOUT_SECONDS = env.float("LIVEAVATAR_CONNECT_TIMEOUT_SECONDS", default=20.0)
 # Load the offline voice models when a web process starts (else on the first call).
 VOICE_PRELOAD = env.bool("VOICE_PRELOAD", default=True)
 # Turn-taking (voice/pipeline.py).
