@@ -15,8 +15,9 @@ from rest_framework.permissions import AllowAny, BasePermission
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
-from rest_framework_simplejwt.exceptions import TokenError
+from rest_framework_simplejwt.exceptions import InvalidToken, TokenError
 from rest_framework_simplejwt.serializers import TokenObtainPairSerializer
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
 from rest_framework_simplejwt.tokens import RefreshToken
 from rest_framework_simplejwt.views import TokenObtainPairView, TokenRefreshView
 
@@ -83,6 +84,12 @@ class TokenObtainSerializer(TokenObtainPairSerializer):
     access = serializers.CharField(read_only=True, help_text="Access token (5 minutes).")
     refresh = serializers.CharField(read_only=True, help_text="Refresh token (rotating).")
 
+    @classmethod
+    def get_token(cls, user: Any) -> RefreshToken:
+        token = super().get_token(user)
+        token[services.REFRESH_FAMILY_CLAIM] = token[jwt_settings.JTI_CLAIM]  # kept on rotation
+        return token
+
     def validate(self, attrs: dict[str, Any]) -> dict[str, Any]:
         data = super().validate(attrs)  # password checked (and counted) first
         user = self.user
@@ -142,10 +149,20 @@ class TokenObtainView(TokenObtainPairView):
 
 
 class TokenRefreshRotateView(TokenRefreshView):
-    """Exchange a refresh token for a new pair; the used refresh token stops working."""
+    """Exchange a refresh token for a new pair; the used refresh token stops working, and
+    presenting it again ends every token rotated from the same sign-in."""
 
     throttle_classes = [ScopedRateThrottle]
     throttle_scope = "auth"
+
+    def post(self, request: Request, *args: Any, **kwargs: Any) -> Response:
+        try:
+            return super().post(request, *args, **kwargs)
+        except InvalidToken:
+            refresh = request.data.get("refresh")
+            if isinstance(refresh, str):
+                services.revoke_reused_refresh_family(refresh)
+            raise
 
 
 class LogoutView(APIView):

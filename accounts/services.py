@@ -5,9 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import jwt
+import structlog
 from django.core.exceptions import PermissionDenied, ValidationError
 from django.db import transaction
 from django.utils import timezone
+from rest_framework_simplejwt.exceptions import TokenBackendError
+from rest_framework_simplejwt.settings import api_settings as jwt_settings
+from rest_framework_simplejwt.state import token_backend
 from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, OutstandingToken
 
 from accounts import access, audit
@@ -21,6 +26,10 @@ from accounts.models import (
     Team,
     User,
 )
+
+logger = structlog.get_logger(__name__)
+# The jti of the refresh token a sign-in issued, carried by every token rotated from it.
+REFRESH_FAMILY_CLAIM = "family"
 
 
 @dataclass(frozen=True)
@@ -85,6 +94,41 @@ def revoke_refresh_tokens(user: User) -> int:
         [BlacklistedToken(token=token) for token in tokens], ignore_conflicts=True
     )
     return len(tokens)
+
+
+def revoke_reused_refresh_family(raw_token: str) -> int:
+    """A refresh token presented again after it was rotated or revoked has been copied:
+    blacklist every token of its family (all rotated from the same sign-in), so neither the
+    copy nor the owner's newer token keeps working; the person's other sign-ins stay.
+    Returns how many were revoked: 0 unless `raw_token` is a genuine, used refresh token."""
+    try:
+        claims = token_backend.decode(raw_token, verify=True)
+    except TokenBackendError:
+        return 0
+    jti = claims.get(jwt_settings.JTI_CLAIM)
+    if claims.get("token_type") != "refresh" or not jti:
+        return 0
+    if not BlacklistedToken.objects.filter(token__jti=jti).exists():
+        return 0
+    family = claims.get(REFRESH_FAMILY_CLAIM, jti)
+    outstanding = OutstandingToken.objects.filter(
+        user__pk=claims.get(jwt_settings.USER_ID_CLAIM),
+        expires_at__gt=timezone.now(),
+        blacklistedtoken__isnull=True,
+    )
+    members = [token for token in outstanding if _refresh_family(token) == family]
+    BlacklistedToken.objects.bulk_create(
+        [BlacklistedToken(token=token) for token in members], ignore_conflicts=True
+    )
+    logger.warning("refresh_token_reused", user_id=claims.get(jwt_settings.USER_ID_CLAIM),
+                   revoked=len(members))  # fmt: skip
+    return len(members)
+
+
+def _refresh_family(token: OutstandingToken) -> str | None:
+    # Our own stored token: its signature was checked when it was issued.
+    claims = jwt.decode(token.token, options={"verify_signature": False})
+    return claims.get(REFRESH_FAMILY_CLAIM, token.jti)
 
 
 @transaction.atomic

@@ -20,11 +20,13 @@ verify_keys_or_exit()
 from channels.auth import AuthMiddlewareStack  # noqa: E402
 from channels.routing import ProtocolTypeRouter, URLRouter  # noqa: E402
 
+from avatar_adam.daphne_requests import leave_request_bodies_to_django  # noqa: E402
 from avatar_adam.websocket_urls import websocket_urlpatterns  # noqa: E402
 from core.websocket import OriginPolicy  # noqa: E402
 from voice.warmup import warm_up_in_background  # noqa: E402
 
 warm_up_in_background()
+leave_request_bodies_to_django()
 
 application = ProtocolTypeRouter(
     {

@@ -24,6 +24,7 @@ if "AVATAR_ADAM_VAR_DIR" not in os.environ:
     _OWNED_VAR_DIR = Path(tempfile.mkdtemp(prefix="avatar-adam-test-"))
     os.environ["AVATAR_ADAM_VAR_DIR"] = str(_OWNED_VAR_DIR)
 os.environ.setdefault("SECRET_KEY", secrets.token_urlsafe(50))
+os.environ.setdefault("JWT_SIGNING_KEY", secrets.token_urlsafe(50))
 os.environ.setdefault("FIELD_ENCRYPTION_KEYS", Fernet.generate_key().decode())
 # The test client and the browser tests talk plain HTTP on localhost.
 os.environ.setdefault("SECURE_SSL_REDIRECT", "false")

@@ -26,6 +26,16 @@ DEBUG = env.bool("DEBUG", default=False)
 VAR_DIR = Path(env("AVATAR_ADAM_VAR_DIR", default=str(BASE_DIR / "var"))).resolve()
 
 
+def _development_key(name: str) -> str:
+    """A random key kept in var/`name` (DEBUG only), made on first use."""
+    key_file = VAR_DIR / name
+    if not key_file.exists():
+        VAR_DIR.mkdir(parents=True, exist_ok=True)
+        key_file.write_text(secrets.token_urlsafe(50))
+        key_file.chmod(0o600)
+    return key_file.read_text().strip()
+
+
 def _secret_key() -> str:
     key = env("SECRET_KEY", default="")
     if key:
@@ -35,15 +45,27 @@ def _secret_key() -> str:
             "SECRET_KEY is not set. Set SECRET_KEY to a long random string "
             "(DEBUG=true generates a development key under var/ instead)."
         )
-    key_file = VAR_DIR / "secret_key"
-    if not key_file.exists():
-        VAR_DIR.mkdir(parents=True, exist_ok=True)
-        key_file.write_text(secrets.token_urlsafe(50))
-        key_file.chmod(0o600)
-    return key_file.read_text().strip()
+    return _development_key("secret_key")
 
 
 SECRET_KEY = _secret_key()
+
+
+def _jwt_signing_key() -> str:
+    """Its own key: one leaked key must not both sign sessions and mint API tokens."""
+    key = env("JWT_SIGNING_KEY", default="")
+    if not key and DEBUG:
+        return _development_key("jwt_signing_key")
+    if not key:
+        raise ImproperlyConfigured(
+            "JWT_SIGNING_KEY is not set. Set JWT_SIGNING_KEY to a long random string, "
+            "different from SECRET_KEY (DEBUG=true generates one under var/ instead)."
+        )
+    if key == SECRET_KEY and not DEBUG:
+        raise ImproperlyConfigured(
+            "JWT_SIGNING_KEY must differ from SECRET_KEY: set it to its own long random string."
+        )
+    return key
 
 
 def _field_encryption_keys() -> list[bytes]:
@@ -321,7 +343,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
     "DEFAULT_PARSER_CLASSES": [
-        "rest_framework.parsers.JSONParser",
+        "core.parsers.JSONParser",
         "rest_framework.parsers.MultiPartParser",
         "rest_framework.parsers.FormParser",
     ],
@@ -374,7 +396,7 @@ SIMPLE_JWT = {
     "BLACKLIST_AFTER_ROTATION": True,
     "UPDATE_LAST_LOGIN": True,
     "CHECK_REVOKE_TOKEN": True,
-    "SIGNING_KEY": env("JWT_SIGNING_KEY", default=SECRET_KEY),
+    "SIGNING_KEY": _jwt_signing_key(),
     "AUTH_HEADER_TYPES": ("Bearer",),
 }
 

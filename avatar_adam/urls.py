@@ -54,5 +54,7 @@ urlpatterns = [
     path("", include("accounts.urls")),
 ]
 
+handler400 = "avatar_adam.errors.bad_request"
+handler403 = "avatar_adam.errors.permission_denied"
 handler404 = "avatar_adam.errors.not_found"
 handler500 = "avatar_adam.errors.server_error"

@@ -5,9 +5,8 @@ from __future__ import annotations
 from typing import Any
 
 import structlog
-from django.core.exceptions import PermissionDenied, RequestDataTooBig, ValidationError
 from django.http import Http404
-from rest_framework import exceptions, status
+from rest_framework import exceptions
 from rest_framework.response import Response
 from rest_framework.views import exception_handler
 
@@ -25,6 +24,10 @@ def error_body(code: str, message: str, fields: dict[str, Any] | None = None) ->
     }
 
 
+def refused_body(refused: Refused) -> dict[str, Any]:
+    return error_body(refused.code, refused.message, refused.fields)
+
+
 def _flatten(detail: Any) -> Any:
     if isinstance(detail, list):
         return [_flatten(item) for item in detail]
@@ -35,17 +38,10 @@ def _flatten(detail: Any) -> Any:
 
 def error_response_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
     """DRF exception handler that renders every error in our one shape."""
-    if isinstance(exc, RequestDataTooBig):
-        return Response(
-            error_body("request_too_large", "The request body is too large."),
-            status=status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-        )
-    if isinstance(exc, Refused | PermissionDenied | ValidationError):
-        refused = as_refused(exc)
-        assert refused is not None
-        return Response(
-            error_body(refused.code, refused.message, refused.fields), status=refused.status
-        )
+    # Services' refusals and Django's refusals of an unreadable body (core.errors.as_refused).
+    refused = None if isinstance(exc, exceptions.APIException | Http404) else as_refused(exc)
+    if refused is not None:
+        return Response(refused_body(refused), status=refused.status)
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("Not found.")
     response = exception_handler(exc, context)

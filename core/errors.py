@@ -3,15 +3,26 @@
 It is mapped once for each surface: to the API's error shape (core.api_errors), to a
 page's message (`page_response`, used by the pages' middleware), and to a WebSocket close
 code (`close_code`: 4000 + the HTTP status, e.g. 4409). Django's own PermissionDenied and
-ValidationError raised by services are read through `as_refused`, keeping their message.
+ValidationError raised by services are read through `as_refused`, keeping their message,
+and so are Django's refusals of a request body (too large, too many fields, malformed).
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from django.core.exceptions import PermissionDenied, ValidationError
+from django.conf import settings
+from django.core.exceptions import (
+    BadRequest,
+    PermissionDenied,
+    RequestDataTooBig,
+    SuspiciousOperation,
+    TooManyFieldsSent,
+    TooManyFilesSent,
+    ValidationError,
+)
 from django.http import Http404
+from django.http.multipartparser import MultiPartParserError
 
 CODES = {400: "invalid", 403: "permission_denied", 404: "not_found", 409: "conflict",
          413: "too_large", 415: "unsupported", 429: "rate_limited", 503: "unavailable"}  # fmt: skip
@@ -61,4 +72,26 @@ def as_refused(exc: BaseException) -> Refused | None:
             message = " ".join(general) if general else "Some fields are not valid; see fields."
             return Refused(message, status=400, fields=fields)
         return Refused(" ".join(exc.messages), status=400)
+    return _unreadable_request(exc)
+
+
+def _unreadable_request(exc: BaseException) -> Refused | None:
+    """Django's refusals of a request body it cannot or will not read, as refusals."""
+    if isinstance(exc, RequestDataTooBig):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        message = f"The request body is too large: the limit is {limit:,} bytes."
+        return Refused(message, status=413, code="request_too_large")
+    if isinstance(exc, TooManyFieldsSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FIELDS
+        message = f"The request has too many form fields: the limit is {limit:,}."
+        return Refused(message, status=400, code="too_many_fields")
+    if isinstance(exc, TooManyFilesSent):
+        limit = settings.DATA_UPLOAD_MAX_NUMBER_FILES
+        message = f"The request has too many files: the limit is {limit:,}."
+        return Refused(message, status=400, code="too_many_fields")
+    if isinstance(exc, MultiPartParserError):
+        message = f"The multipart form could not be read: {exc}"
+        return Refused(message, status=400, code="parse_error")
+    if isinstance(exc, BadRequest | SuspiciousOperation):
+        return Refused("The request could not be read.", status=400, code="bad_request")
     return None

@@ -21,7 +21,7 @@ from core.idempotency import idempotent
 from core.pagination import PagePagination
 from knowledge import services
 from knowledge.models import Document, DocumentFormat, DocumentStatus
-from knowledge.retrieval import KnowledgeScope, retrieve_passages
+from knowledge.retrieval import MAX_QUERY_CHARS, KnowledgeScope, retrieve_passages
 
 
 class DocumentSerializer(serializers.ModelSerializer):
@@ -153,7 +153,7 @@ class SearchView(APIView):
 
     @extend_schema_serializer(component_name="SearchRequest")
     class InputSerializer(serializers.Serializer):
-        query = serializers.CharField(max_length=2000, trim_whitespace=True)
+        query = serializers.CharField(max_length=MAX_QUERY_CHARS, trim_whitespace=True)
         limit = serializers.IntegerField(min_value=1, max_value=20, default=5)
         mode = serializers.ChoiceField(choices=["hybrid", "vector", "text"], default="hybrid")
         collections = serializers.ListField(

@@ -27,6 +27,7 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
+from core.provider_http import is_quota_exhausted, sdk_http_client
 from knowledge.tokens import TOKENIZER_FILE
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on (and sentence-transformers cuts at) 256
@@ -242,6 +243,7 @@ class OpenAIEmbedder:
             api_key=api_key or "no-key-configured",
             timeout=timeout,
             max_retries=max_retries,
+            http_client=sdk_http_client(),
         )
 
     def __repr__(self) -> str:  # never shows the key
@@ -294,6 +296,18 @@ class OpenAIEmbedder:
             else:
                 message = "The embedding service refused the API key; check EMBEDDING_API_KEY."
             return EmbeddingError(message, retryable=False)
+        if status == 402 or is_quota_exhausted(getattr(exc, "body", None)):
+            return EmbeddingError(
+                "The embedding provider account has run out of credit; add credit or change "
+                "the plan of the account behind EMBEDDING_API_KEY.",
+                retryable=False,
+            )
+        if 300 <= status < 400:
+            return EmbeddingError(
+                f"The embedding service answered with a redirect (HTTP {status}), which is not "
+                "followed; set EMBEDDING_BASE_URL to the address it redirects to.",
+                retryable=False,
+            )
         if status == 403:
             return EmbeddingError(
                 f"The embedding service denied access to model {self.model} (HTTP 403); "

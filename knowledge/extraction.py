@@ -9,6 +9,7 @@ hang or crash only that child, never the worker.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 import resource
@@ -43,13 +44,36 @@ BINARY_SIGNATURES = {
     b"\x89PNG": "a PNG image",
     b"\xff\xd8\xff": "a JPEG image",
     b"GIF8": "a GIF image",
-    b"MZ": "a Windows program",
-    b"\x7fELF": "a program",
     b"\xd0\xcf\x11\xe0": "an old-style Office file (.doc/.xls); save it as .docx",
     b"Rar!": "a RAR archive",
     b"\x1f\x8b": "a gzip archive",
 }
-HTML_HINT = re.compile(rb"<(!doctype html|html|head|body|h[1-6]|p|div|article)[\s>]", re.I)
+PROGRAM_SIGNATURES = {
+    b"\x7fELF": "a program",
+    b"\xcf\xfa\xed\xfe": "a program",
+    b"\xce\xfa\xed\xfe": "a program",
+}
+# What a file's name says it is; html, markdown and text are one family (markdown may hold
+# HTML, a .txt may be either), so within it the content decides.
+NAMED_TYPES = {".pdf": "pdf", ".docx": "docx", ".html": "html", ".htm": "html",
+               ".md": "markdown", ".markdown": "markdown",
+               ".txt": "text", ".text": "text"}  # fmt: skip
+TEXT_TYPES = {"html", "markdown", "text"}
+CONTENT_NAMES = {"pdf": "a PDF", "docx": "a Word document", "html": "HTML",
+                 "markdown": "Markdown", "text": "plain text"}  # fmt: skip
+HTML_HINT = re.compile(r"<(!doctype html|html|head|body|h[1-6]|p|div|article)[\s>]", re.I)
+MARKDOWN_HEADING = re.compile(r"(?m)^#{1,6} \S")
+# Control characters other than tab, newlines and form feed, and U+FFFD for bytes that
+# decode in no encoding: more than one, and more than 1 in 100, and the file is not text.
+NOT_TEXT = re.compile(r"[\x00-\x08\x0e-\x1f\ufffd]")
+BYTE_ORDER_MARKS = [
+    (codecs.BOM_UTF32_LE, "utf-32-le"),
+    (codecs.BOM_UTF32_BE, "utf-32-be"),
+    (codecs.BOM_UTF8, "utf-8"),
+    (codecs.BOM_UTF16_LE, "utf-16-le"),
+    (codecs.BOM_UTF16_BE, "utf-16-be"),
+]
+UNMARKED_EXCLUDED = ["utf_16", "utf_16_be", "utf_16_le", "utf_32", "utf_32_be", "utf_32_le"]
 
 
 class UnsupportedDocument(Refused):
@@ -80,13 +104,40 @@ class Extraction:
 
 
 def sniff_format(stream: IO[bytes], filename: str) -> str:
-    """Return one of ACCEPTED_TYPES for the upload's content, or raise UnsupportedDocument."""
+    """Return one of ACCEPTED_TYPES for the upload's content, or raise UnsupportedDocument:
+    for content we do not take, a program or a file that is two formats at once, and a
+    name whose type disagrees with the content (HTML named .pdf)."""
+    kind = _content_format(stream, filename)
+    suffix = Path(filename).suffix.lower()
+    named = NAMED_TYPES.get(suffix)
+    if named is not None and named != kind and not {named, kind} <= TEXT_TYPES:
+        raise UnsupportedDocument(
+            f"The file is named {suffix} but its content is {CONTENT_NAMES[kind]}. Upload the "
+            "original file, or rename it to match what it is."
+        )
+    return kind
+
+
+def _content_format(stream: IO[bytes], filename: str) -> str:
     stream.seek(0)
     head = stream.read(SNIFF_BYTES)
     stream.seek(0)
     if not head.strip():
         raise UnsupportedDocument(f"The file is empty. Accepted types: {ACCEPTED_LIST}.")
-    if b"%PDF-" in head[:1024]:
+    program = _program(head)
+    if program:
+        raise UnsupportedDocument(
+            f"This is {program}, whatever else it contains. Accepted types: {ACCEPTED_LIST}."
+        )
+    ends_with_zip = zipfile.is_zipfile(stream)
+    stream.seek(0)
+    # PDF readers accept a header anywhere in the first 1 KiB: room for a second format.
+    pdf_at = head.find(b"%PDF-", 0, 1024)
+    if pdf_at > 0 and head[:pdf_at].strip():
+        raise _two_formats("a PDF with other content before it")
+    if pdf_at >= 0:
+        if ends_with_zip:
+            raise _two_formats("a PDF with a ZIP archive appended")
         return "pdf"
     if head.startswith(b"PK\x03\x04"):
         try:
@@ -106,30 +157,80 @@ def sniff_format(stream: IO[bytes], filename: str) -> str:
     for signature, what in BINARY_SIGNATURES.items():
         if head.startswith(signature):
             raise UnsupportedDocument(f"This is {what}. Accepted types: {ACCEPTED_LIST}.")
-    control = sum(byte < 9 or 13 < byte < 32 for byte in head)
-    if _decode(head, strict=True) is None or control > len(head) // 100:
+    if ends_with_zip:
+        raise _two_formats("a ZIP archive appended to other content")
+    if len(head) == SNIFF_BYTES:  # a character cut at the sniff edge is not a bad byte
+        head = head[:-3] + head[-3:].rstrip(bytes(range(0x80, 0x100)))
+    text = decode_text(head)
+    if len(NOT_TEXT.findall(text)) > 1 + len(text) // 100:
         raise UnsupportedDocument(
             f"This is a binary file we cannot read. Accepted types: {ACCEPTED_LIST}."
         )
-    if HTML_HINT.search(head[:2048]):
+    if HTML_HINT.search(text[:2048]):
         return "html"
     lower = filename.lower()
-    if lower.endswith((".md", ".markdown")) or re.search(rb"(?m)^#{1,6} \S", head):
+    if lower.endswith((".md", ".markdown")) or MARKDOWN_HEADING.search(text):
         return "markdown"
     return "text"
 
 
-def _decode(data: bytes, *, strict: bool = False) -> str | None:
-    if data.startswith((b"\xff\xfe", b"\xfe\xff")):
-        return data.decode("utf-16", errors="replace")
+def _program(head: bytes) -> str | None:
+    """What kind of executable the file starts as, if any."""
+    # Every DOS/Windows executable header holds zero bytes; text that starts "MZ" does not.
+    if head.startswith(b"MZ") and b"\x00" in head[:64]:
+        return "a Windows program"
+    for signature, what in PROGRAM_SIGNATURES.items():
+        if head.startswith(signature):
+            return what
+    return None
+
+
+def _two_formats(what: str) -> UnsupportedDocument:
+    return UnsupportedDocument(
+        f"This file is two formats at once ({what}), a way to hide content from checks. "
+        "Upload the document on its own."
+    )
+
+
+def decode_text(data: bytes) -> str:
+    """The text of an uploaded text file: by its byte-order mark; else as UTF-8 (a UTF-8
+    file with a few bad bytes stays UTF-8, each bad byte becoming U+FFFD); else in the
+    encoding charset-normalizer detects; else UTF-8 with undecodable bytes replaced."""
+    for bom, codec in BYTE_ORDER_MARKS:
+        if data.startswith(bom):
+            return data[len(bom) :].decode(codec, errors="replace")
     try:
-        return data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        if strict and exc.start >= len(data) - 4:
-            return data[: exc.start].decode("utf-8-sig")  # a character cut at the sniff edge
-    if b"\x00" in data:
-        return None if strict else data.replace(b"\x00", b"").decode("cp1252", errors="replace")
-    return data.decode("cp1252", errors="replace")
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        pass
+    as_utf8 = data.decode("utf-8", errors="replace")
+    replaced = as_utf8.count("\ufffd")
+    multibyte = len(as_utf8) - len(as_utf8.encode("ascii", errors="ignore")) - replaced
+    # Valid multi-byte sequences do not happen by chance in a legacy encoding: this is UTF-8.
+    if multibyte >= replaced:
+        return as_utf8
+    encoding = _detected_encoding(data)
+    if encoding is None:
+        return as_utf8
+    return data.decode(encoding, errors="replace")
+
+
+def _detected_encoding(data: bytes) -> str | None:
+    from charset_normalizer import from_bytes
+
+    # Without a byte-order mark, UTF-16/32 is a guess that turns short Latin text to CJK.
+    matches = from_bytes(data, cp_exclusion=UNMARKED_EXCLUDED)
+    best = matches.best()
+    if best is None:
+        return None
+    # Windows code pages often tie on Western text; cp1252 is by far the likeliest of them.
+    for match in matches:
+        if match.encoding == "cp1252" and (match.chaos, -match.coherence) <= (
+            best.chaos,
+            -best.coherence,
+        ):
+            return "cp1252"
+    return best.encoding
 
 
 def clean_text(text: str) -> str:
@@ -148,9 +249,9 @@ def extract(path: Path, kind: str, *, max_pages: int, max_uncompressed: int) -> 
     extractors = {
         "pdf": lambda: _extract_pdf(path, max_pages),
         "docx": lambda: _extract_docx(path, max_uncompressed),
-        "html": lambda: _extract_html(_decode(path.read_bytes()) or ""),
-        "markdown": lambda: _extract_markdown(_decode(path.read_bytes()) or ""),
-        "text": lambda: _extract_text(_decode(path.read_bytes()) or ""),
+        "html": lambda: _extract_html(decode_text(path.read_bytes())),
+        "markdown": lambda: _extract_markdown(decode_text(path.read_bytes())),
+        "text": lambda: _extract_text(decode_text(path.read_bytes())),
     }
     extraction = extractors[kind]()
     extraction.blocks = [

@@ -96,6 +96,16 @@ def normalize_query(query: str) -> str:
     return re.sub(r"\s+", " ", (query or "").strip().lower())
 
 
+def bounded_query(text: str) -> str:
+    """`text` (e.g. a trainer question, up to MESSAGE_MAX_CHARS) as a retrieval query: at most
+    MAX_QUERY_CHARS, cut at a word. Its start decides, as it would anyway: the embedding
+    model reads only a question's first 256 tokens."""
+    text = re.sub(r"\s+", " ", text or "").strip()
+    if len(text) <= MAX_QUERY_CHARS:
+        return text
+    return text[: MAX_QUERY_CHARS + 1].rsplit(" ", 1)[0][:MAX_QUERY_CHARS]
+
+
 def _scope_sql(scope: KnowledgeScope) -> tuple[str, list[Any]]:
     if scope.is_everything:
         return "", []

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from django.conf import settings
 
-from knowledge.retrieval import KnowledgeScope, retrieve_passages
+from knowledge.retrieval import KnowledgeScope, bounded_query, retrieve_passages
 from knowledge.tokens import count_tokens
 from training.llm import END_MARKER, ChatModel, ConversationContext, Passage, Prompt
 from training.models import Message, MessageRole, MessageStatus, Scenario, TrainingSession
@@ -141,7 +141,7 @@ def build_prompt(
         system = training_system_prompt(scenario)
         passages = retrieve_passages(
             organization_id=session.organization_id,
-            query=learner_message.text,
+            query=bounded_query(learner_message.text),
             scope=scope_of(scenario),
             limit=settings.TRAINING_PASSAGES,
         )

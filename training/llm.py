@@ -31,10 +31,17 @@ from django.conf import settings
 from accounts import credentials
 from accounts.models import ProviderService
 from core.breaker import CircuitBreaker
+from core.provider_http import is_quota_exhausted, sdk_async_http_client, sdk_http_client
 from knowledge.tokens import count_tokens
 
 STAND_IN_MODEL_ID = "offline-stand-in"
 END_MARKER = "[END_CONVERSATION]"
+OUT_OF_CREDIT = (
+    "The AI provider account has run out of credit; tell your administrator to add credit "
+    "or change the plan."
+)
+CUT_OFF = "The AI service's reply was cut off before it finished."
+UNREADABLE = "The AI service sent an answer we could not read."
 
 
 class LLMError(Exception):
@@ -144,7 +151,7 @@ class OpenAIChatModel:
             "max_retries": max_retries,
             "default_headers": headers,
         }
-        self._client = openai.OpenAI(**self._options)
+        self._client = openai.OpenAI(**self._options, http_client=sdk_http_client())
         # An async client's connection pool belongs to one event loop: one client per loop.
         self._async_clients: weakref.WeakKeyDictionary[
             asyncio.AbstractEventLoop, openai.AsyncOpenAI
@@ -168,13 +175,20 @@ class OpenAIChatModel:
             return LLMError("The AI service took too long to answer.", retryable=True)
         if isinstance(exc, openai.APIConnectionError):
             return LLMError("The AI service could not be reached.", retryable=True)
+        if isinstance(exc, openai.APIStatusError) and (
+            exc.status_code == 402 or is_quota_exhausted(exc.body)
+        ):
+            return LLMError(OUT_OF_CREDIT)
         if isinstance(exc, openai.RateLimitError):
             return LLMError("The AI service is busy (rate limited).", retryable=True)
         if isinstance(exc, openai.AuthenticationError | openai.PermissionDeniedError):
             return LLMError("The AI service refused our credentials; tell your administrator.")
         if isinstance(exc, openai.APIStatusError):
-            if exc.status_code == 402:
-                return LLMError("The AI service account is out of credit; tell your administrator.")
+            if 300 <= exc.status_code < 400:
+                return LLMError(
+                    f"The AI service's endpoint answered with a redirect (HTTP {exc.status_code}),"
+                    " which is not followed; set the endpoint to the address it redirects to."
+                )
             return LLMError(
                 f"The AI service answered with an error ({exc.status_code}).",
                 retryable=exc.status_code >= 500,
@@ -189,17 +203,20 @@ class OpenAIChatModel:
         loop = asyncio.get_running_loop()
         client = self._async_clients.get(loop)
         if client is None:
-            client = self._async_clients[loop] = openai.AsyncOpenAI(**self._options)
+            client = self._async_clients[loop] = openai.AsyncOpenAI(
+                **self._options, http_client=sdk_async_http_client()
+            )
         return client
 
     async def astream(self, prompt: Prompt) -> AsyncIterator[TextDelta | Usage]:
+        import httpx2
         import openai
         from asgiref.sync import sync_to_async
 
         # The breaker's state is in the Redis cache (a blocking client): off the loop.
         breaker = functools.partial(sync_to_async, thread_sensitive=False)
         await breaker(self._check_breaker)()
-        streamed = False
+        streamed = finished = False
         try:
             response = await self._async_client().chat.completions.create(
                 model=self.model,
@@ -218,10 +235,16 @@ class OpenAIChatModel:
                         if choice.delta and choice.delta.content:
                             streamed = True
                             yield TextDelta(choice.delta.content)
+                        finished = finished or choice.finish_reason is not None
                     if chunk.usage:
                         yield Usage(chunk.usage.prompt_tokens, chunk.usage.completion_tokens)
+            except (httpx2.TransportError, ValueError) as exc:  # the stream broke or garbled
+                raise LLMError(CUT_OFF) from exc
             finally:
                 await response.close()  # an interrupted reply stops the provider's generation
+            # Only a finish_reason says the reply is whole: a closed connection is no proof.
+            if not finished:
+                raise LLMError(CUT_OFF)
         except openai.OpenAIError as exc:
             await breaker(self.breaker.record_failure)()
             error = self._error(exc)
@@ -253,8 +276,12 @@ class OpenAIChatModel:
         except openai.OpenAIError as exc:
             self.breaker.record_failure()
             raise self._error(exc) from exc
+        message = response.choices[0].message if response.choices else None
+        if message is None:
+            self.breaker.record_failure()
+            raise LLMError(UNREADABLE)
         self.breaker.record_success()
-        return response.choices[0].message.content or ""
+        return message.content or ""
 
     def cost(self, usage: Usage) -> Decimal | None:
         prompt_price, completion_price = self.prices

@@ -32,16 +32,44 @@ def test_refresh_rotates_and_the_used_refresh_token_is_refused(api_client, bob):
     assert rotated.status_code == 200
     assert rotated.json()["refresh"] != first["refresh"]
 
+    again = api_client.post(
+        "/api/v1/auth/token/refresh/", {"refresh": rotated.json()["refresh"]}, format="json"
+    )
+    assert again.status_code == 200
+
     reused = api_client.post(
         "/api/v1/auth/token/refresh/", {"refresh": first["refresh"]}, format="json"
     )
     assert reused.status_code == 401
     assert reused.json()["error"]["code"] == "token_not_valid"
 
-    again = api_client.post(
-        "/api/v1/auth/token/refresh/", {"refresh": rotated.json()["refresh"]}, format="json"
-    )
-    assert again.status_code == 200
+
+def test_a_reused_refresh_token_revokes_its_whole_family(api_client, bob):
+    """A used token presented again was copied: every token rotated from that sign-in goes,
+    the copier's and the owner's alike; another sign-in (another device) stays valid."""
+    first = token_for(api_client, bob)
+    other_device = token_for(api_client, bob)
+    url = "/api/v1/auth/token/refresh/"
+    second = api_client.post(url, {"refresh": first["refresh"]}, format="json").json()
+    third = api_client.post(url, {"refresh": second["refresh"]}, format="json").json()
+
+    reused = api_client.post(url, {"refresh": first["refresh"]}, format="json")
+
+    assert reused.status_code == 401
+    assert reused.json()["error"]["code"] == "token_not_valid"
+    latest = api_client.post(url, {"refresh": third["refresh"]}, format="json")
+    assert latest.status_code == 401
+    elsewhere = api_client.post(url, {"refresh": other_device["refresh"]}, format="json")
+    assert elsewhere.status_code == 200
+
+
+def test_a_forged_reused_token_revokes_nothing(api_client, bob):
+    tokens = token_for(api_client, bob)
+    claims = jwt.decode(tokens["refresh"], options={"verify_signature": False})
+    forged = jwt.encode(claims, "not-our-key-" * 4, algorithm="HS256")
+    url = "/api/v1/auth/token/refresh/"
+    assert api_client.post(url, {"refresh": forged}, format="json").status_code == 401
+    assert api_client.post(url, {"refresh": tokens["refresh"]}, format="json").status_code == 200
 
 
 def test_logout_revokes_the_refresh_token(api_client, bob):

@@ -14,6 +14,7 @@ TEST_ONLY = (
     "SECURE_COOKIES",
     "DEBUG",
     "SECRET_KEY",
+    "JWT_SIGNING_KEY",
     "ALLOWED_HOSTS",
     "DJANGO_ALLOW_ASYNC_UNSAFE",  # set by the browser tests' fixture
 )
@@ -35,6 +36,7 @@ def manage(*args, **env_overrides):
 PRODUCTION = {
     "DEBUG": "false",
     "SECRET_KEY": secrets.token_urlsafe(60),
+    "JWT_SIGNING_KEY": secrets.token_urlsafe(60),
     "ALLOWED_HOSTS": "avatar.example.com",
 }
 
@@ -50,9 +52,32 @@ def test_check_deploy_passes_with_production_settings():
     [
         ({"SECRET_KEY": ""}, "SECRET_KEY"),
         ({"ALLOWED_HOSTS": "*"}, "ALLOWED_HOSTS"),
+        ({"JWT_SIGNING_KEY": ""}, "JWT_SIGNING_KEY"),
+        ({"JWT_SIGNING_KEY": PRODUCTION["SECRET_KEY"]}, "JWT_SIGNING_KEY must differ"),
     ],
+    ids=["no-secret-key", "any-host", "no-jwt-key", "jwt-key-is-secret-key"],
 )
 def test_unsafe_production_settings_fail_at_start_naming_the_variable(overrides, named):
     result = manage("check", **{**PRODUCTION, **overrides})
     assert result.returncode != 0
     assert named in result.stderr
+
+
+def test_the_development_path_keeps_its_own_jwt_key_under_var(tmp_path):
+    from django.conf import settings as running
+
+    script = "from django.conf import settings; print(settings.SIMPLE_JWT['SIGNING_KEY'])"
+    # Unreachable servers: settings only read the URLs (no embedded servers are started).
+    env = {
+        "DEBUG": "true",
+        "AVATAR_ADAM_VAR_DIR": str(tmp_path),
+        "DATABASE_URL": "postgres://nobody@127.0.0.1:9/none",
+        "REDIS_URL": "redis://127.0.0.1:9",
+    }
+    first = manage("shell", "-v", "0", "-c", script, **env)
+    assert first.returncode == 0, first.stderr
+    key = (tmp_path / "jwt_signing_key").read_text().strip()
+    assert first.stdout.strip() == key
+    assert key != (tmp_path / "secret_key").read_text().strip()
+    assert manage("shell", "-v", "0", "-c", script, **env).stdout.strip() == key  # kept, not remade
+    assert key != running.SECRET_KEY

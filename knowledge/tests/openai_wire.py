@@ -37,6 +37,22 @@ class Fail:
     message: str = "scripted failure"
     retry_after: str | None = None  # the Retry-After header, e.g. "0"
     type: str = "server_error"
+    code: str | None = None  # e.g. "insufficient_quota"
+
+
+@dataclass(frozen=True)
+class Redirect:
+    """Answer with a redirect to `location` (where a client that follows it would go)."""
+
+    location: str
+    status: int = 307
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Answer 200 with this JSON body, whatever was asked (e.g. `{}`)."""
+
+    json: Any
 
 
 @dataclass(frozen=True)
@@ -84,8 +100,10 @@ class Response:
     chunks: list[tuple[bytes, float]] | None = None
 
 
-def error_response(status: int, message: str, type_: str = "invalid_request_error") -> Response:
-    return Response(status, {"error": {"message": message, "type": type_, "code": None}})
+def error_response(
+    status: int, message: str, type_: str = "invalid_request_error", code: str | None = None
+) -> Response:
+    return Response(status, {"error": {"message": message, "type": type_, "code": code}})
 
 
 def wire_vector(text: str, dimensions: int) -> list[float]:
@@ -216,8 +234,14 @@ class OpenAIWireServer:
             behaviour = self._behaviours.popleft() if self._behaviours else None
         if isinstance(behaviour, Delay):
             self._closing.wait(behaviour.seconds)
+        if isinstance(behaviour, Redirect):
+            return Response(behaviour.status, {}, headers={"Location": behaviour.location})
+        if isinstance(behaviour, Answer):
+            return Response(200, behaviour.json)
         if isinstance(behaviour, Fail):
-            response = error_response(behaviour.status, behaviour.message, behaviour.type)
+            response = error_response(
+                behaviour.status, behaviour.message, behaviour.type, behaviour.code
+            )
             if behaviour.retry_after is not None:
                 response.headers["Retry-After"] = behaviour.retry_after
             return response

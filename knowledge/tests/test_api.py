@@ -49,6 +49,15 @@ def test_an_unsupported_type_is_a_415_listing_accepted_types(api_as, alice):
     assert not Document.objects.exists()
 
 
+def test_a_file_named_for_another_type_is_a_415_saying_both(api_as, alice):
+    response = post_file(api_as(alice), "x.pdf", samples.RETURNS_POLICY_HTML.encode())
+    assert response.status_code == 415
+    assert response.json()["error"]["message"].startswith(
+        "The file is named .pdf but its content is HTML."
+    )
+    assert not Document.objects.exists()
+
+
 def test_an_oversized_upload_is_a_413(api_as, alice, settings):
     settings.DOCUMENT_MAX_BYTES = 1000
     response = post_file(api_as(alice), "big.txt", b"word " * 400)

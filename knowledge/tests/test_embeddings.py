@@ -23,10 +23,12 @@ from knowledge.embeddings import (
     get_embedder,
 )
 from knowledge.tests.openai_wire import (
+    Answer,
     Delay,
     Fail,
     FloatsOnly,
     OpenAIWireServer,
+    Redirect,
     WrongCount,
     WrongDimensions,
     wire_vector,
@@ -361,3 +363,28 @@ def test_an_unknown_provider_is_a_configuration_error(settings):
     settings.EMBEDDING_PROVIDER = "cohere"
     with pytest.raises(ImproperlyConfigured, match="local' or 'openai"):
         get_embedder()
+
+
+def test_a_redirect_from_the_endpoint_is_not_followed(wire):
+    with OpenAIWireServer() as elsewhere:
+        wire.script(Redirect(f"{elsewhere.base_url}/embeddings", status=308))
+        with pytest.raises(EmbeddingError, match="redirect") as failure:
+            hosted(wire).embed(["alpha"])
+        assert elsewhere.requests == []  # the texts never reached the other address
+    assert failure.value.retryable is False
+
+
+def test_an_exhausted_quota_is_a_billing_problem_and_not_retried(wire):
+    wire.script(Fail(429, "You exceeded your current quota.", type="insufficient_quota",
+                     code="insufficient_quota", retry_after="0"))  # fmt: skip
+    with pytest.raises(EmbeddingError) as failure:
+        hosted(wire).embed(["alpha"])
+    assert str(failure.value).startswith("The embedding provider account has run out of credit")
+    assert failure.value.retryable is False
+    assert len(wire.requests) == 1
+
+
+def test_an_empty_json_answer_is_our_error(wire):
+    wire.script(Answer({}))
+    with pytest.raises(EmbeddingError, match=r"could not read|do not match"):
+        hosted(wire).embed(["alpha"])

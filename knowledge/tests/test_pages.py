@@ -50,6 +50,23 @@ def test_upload_errors_are_plain_sentences(client, alice):
     assert "PNG image" in response.content.decode()
 
 
+def test_a_file_named_for_another_type_is_refused_on_the_page_and_in_the_admin(client, alice):
+    client.force_login(alice)
+    pdf_named_docx = samples.make_pdf([["Hello"]])
+    page = client.post(
+        reverse("knowledge:upload"), {"file": SimpleUploadedFile("x.docx", pdf_named_docx)}
+    )
+    assert page.status_code == 415
+    assert "named .docx but its content is a PDF" in page.content.decode()
+    admin = client.post(
+        reverse("admin:knowledge_document_upload"),
+        {"files": [SimpleUploadedFile("y.docx", pdf_named_docx)], "collection": ""},
+        follow=True,
+    )
+    assert "named .docx but its content is a pdf" in admin.content.decode().lower()
+    assert not Document.objects.exists()
+
+
 def test_document_text_is_escaped_on_the_page(client, alice):
     ingested(
         alice, b"<img src=x onerror=alert(1)> returns take <b>30 days</b>.", "evil<script>.txt"

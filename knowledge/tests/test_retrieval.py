@@ -193,3 +193,13 @@ def test_document_matches_ignore_documents_without_the_words_and_other_organizat
     scores = _document_matches(alice.organization_id, "cleanup when the program exits", candidates)
     assert set(scores) == {focused.pk}
     assert _document_matches(alice.organization_id, "cleanup", []) == {}
+
+
+def test_a_long_text_is_bounded_for_retrieval_at_a_word_boundary():
+    from knowledge.retrieval import MAX_QUERY_CHARS, bounded_query
+
+    text = "warranty " * 500
+    bounded = bounded_query(text)
+    assert len(bounded) <= MAX_QUERY_CHARS
+    assert bounded.split() == ["warranty"] * len(bounded.split())
+    assert bounded_query("  How long  is the\nwarranty? ") == "How long is the warranty?"

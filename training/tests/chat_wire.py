@@ -12,6 +12,20 @@ class BreakMidway:
 
 
 @dataclass(frozen=True)
+class EndWithout:
+    """End the stream without a finish_reason: after `tokens` words, `ending` is
+    "done" (then [DONE]), "close" (the connection just closes) or "cut" (half a chunk)."""
+
+    ending: str
+    tokens: int = 3
+
+
+@dataclass(frozen=True)
+class EmptyChoices:
+    """Stream chunks whose `choices` are empty, then [DONE]: no text, no finish_reason."""
+
+
+@dataclass(frozen=True)
 class Reply:
     """Answer with this text."""
 
@@ -48,7 +62,17 @@ def add_chat(server: OpenAIWireServer, reply: str = "Hello from the wire server.
                 "usage": usage,
             })  # fmt: skip
         chunks = []
+        if isinstance(behaviour, EmptyChoices):
+            chunks = [(_chunk(body["model"], choices=False), 0.0)] * 3
+            chunks.append((b"data: [DONE]\n\n", 0.0))
+            return Response(200, headers={"Content-Type": "text/event-stream"}, chunks=chunks)
         for index, word in enumerate(words):
+            if isinstance(behaviour, EndWithout) and index == behaviour.tokens:
+                if behaviour.ending == "cut":
+                    chunks.append((_chunk(body["model"], word)[:30], 0.0))
+                elif behaviour.ending == "done":
+                    chunks.append((b"data: [DONE]\n\n", 0.0))
+                return Response(200, headers={"Content-Type": "text/event-stream"}, chunks=chunks)
             if isinstance(behaviour, BreakMidway) and index == len(words) // 2:
                 error = {"error": {"code": 502, "message": "upstream provider died"}}
                 chunks.append((f"data: {json.dumps(error)}\n\n".encode(), 0.0))

@@ -191,3 +191,27 @@ def test_foreign_ids_inside_an_assignment_are_not_found(api_as, alice, acme, glo
     neither = client.post("/api/v1/assignments/", {"scenario_id": ours.pk}, format="json")
     assert neither.status_code == 400
     assert Assignment.objects.count() == 1
+
+
+@pytest.mark.django_db(transaction=True)
+def test_a_long_trainer_question_within_the_message_limit_gets_a_complete_answer(
+    api_as, alice, bob, acme
+):
+    """Messages may be MESSAGE_MAX_CHARS long; retrieval reads a bounded part of them."""
+    from knowledge.tests import samples
+    from knowledge.tests.factories import ingested
+    from training.models import ScenarioMode
+
+    ingested(alice, samples.WARRANTY_MARKDOWN.encode(), "warranty.md")
+    scenario = make_scenario(acme, mode=ScenarioMode.TRAINING, title="Support desk")
+    client = api_as(bob)
+    session = client.post("/api/v1/sessions/", {"scenario_id": scenario.pk}, format="json").json()
+    question = "How long is the warranty? " + "Some context about the customer. " * 110
+    assert 3_000 < len(question) <= 4_000
+    response = client.post(
+        f"/api/v1/sessions/{session['id']}/messages/", {"text": question}, format="json"
+    )
+    assert response.status_code == 201
+    reply = response.json()["reply"]
+    assert reply["status"] == "complete", reply
+    assert reply["citations"]

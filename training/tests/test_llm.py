@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from knowledge.tests.openai_wire import Delay, Fail, OpenAIWireServer
+from knowledge.tests.openai_wire import Answer, Delay, Fail, OpenAIWireServer, Redirect
 from training.llm import (
     ConversationContext,
     LLMError,
@@ -14,7 +14,7 @@ from training.llm import (
     TextDelta,
     Usage,
 )
-from training.tests.chat_wire import BreakMidway, add_chat
+from training.tests.chat_wire import BreakMidway, EmptyChoices, EndWithout, add_chat
 from training.tests.run_turns import events_of, run
 
 pytestmark = pytest.mark.django_db  # the circuit breaker keeps its state in Redis
@@ -180,3 +180,72 @@ def test_an_organization_key_left_empty_never_falls_back_to_the_platform_key(acm
     ProviderCredential.objects.create(organization=acme, service="llm", api_key="")
     with pytest.raises(LLMError, match="key is empty"):
         get_chat_model("", acme.pk).complete([{"role": "user", "content": "Hi"}], max_tokens=5)
+
+
+# --- hardening: redirects, streams that end early, unreadable answers, quota ----------
+
+
+def test_a_redirect_from_the_endpoint_is_not_followed(wire):
+    with OpenAIWireServer() as elsewhere:
+        elsewhere.chat = add_chat(elsewhere)
+        redirect = Redirect(f"{elsewhere.base_url}/chat/completions")
+        wire.script(redirect, redirect)
+        with pytest.raises(LLMError, match="redirect") as streamed:
+            events_of(model(wire), prompt())
+        with pytest.raises(LLMError, match="redirect"):
+            model(wire).complete([{"role": "user", "content": "Hi"}], max_tokens=20)
+        assert elsewhere.requests == []  # the prompt never reached the other address
+    assert streamed.value.retryable is False
+    assert len(wire.requests) == 2
+
+
+def _consume(client):
+    received = []
+
+    async def consume():
+        async for event in client.astream(prompt()):
+            if isinstance(event, TextDelta):
+                received.append(event.text)
+
+    with pytest.raises(LLMError) as failure:
+        run(consume())
+    return "".join(received), failure.value
+
+
+@pytest.mark.parametrize("ending", ["done", "close", "cut"])
+def test_a_stream_that_ends_without_a_finish_reason_is_an_error(wire, ending):
+    wire.chat["reply"] = "one two three four five six"
+    wire.script(EndWithout(ending, tokens=3))
+    text, failure = _consume(model(wire))
+    assert text == "one two three "
+    assert "cut off" in str(failure)
+    assert failure.retryable is False  # tokens had streamed
+    assert len(wire.requests) == 1
+
+
+def test_a_stream_of_empty_choices_is_an_error(wire):
+    wire.script(EmptyChoices())
+    text, failure = _consume(model(wire))
+    assert text == ""
+    assert "cut off" in str(failure)
+
+
+def test_an_empty_json_answer_is_our_error_not_a_type_error(wire):
+    wire.script(Answer({}))
+    with pytest.raises(LLMError, match="could not read"):
+        model(wire).complete([{"role": "user", "content": "Hi"}], max_tokens=20)
+
+
+def test_an_exhausted_quota_is_a_billing_problem_and_not_retried(wire):
+    quota = Fail(429, "You exceeded your current quota.", type="insufficient_quota",
+                 code="insufficient_quota", retry_after="0")  # fmt: skip
+    wire.script(quota, quota)
+    with pytest.raises(LLMError) as streamed:
+        events_of(model(wire), prompt())
+    with pytest.raises(LLMError) as whole:
+        model(wire).complete([{"role": "user", "content": "Hi"}], max_tokens=20)
+    for failure in (streamed.value, whole.value):
+        assert str(failure).startswith("The AI provider account has run out of credit")
+        assert "busy" not in str(failure)
+        assert failure.retryable is False
+    assert len(wire.requests) == 2  # one each: never retried
