@@ -5,6 +5,7 @@
 
 import { MicrophoneCapture, explainMicrophoneError } from "./voice-capture.js";
 import { ReplyPlayer } from "./voice-playback.js";
+import { mountAvatar } from "./avatar-local.js";
 
 const PROTOCOL = 1;
 const PING_MS = 10000;
@@ -84,6 +85,8 @@ class VoiceCall {
     });
     this.capture.addEventListener("status", (event) => this.micStatus(event.detail));
     this.player = new ReplyPlayer();
+    // The persona's face, when the page shows the local one (avatar-local.js).
+    this.avatar = mountAvatar(document.querySelector("[data-avatar-provider]"), this.player);
     this.bind();
     this.render();
     this.meterLoop();
@@ -328,6 +331,7 @@ class VoiceCall {
     } catch (error) {
       return;
     }
+    if (this.avatar) this.avatar.event(event); // first: the face looks interrupted, not idle
     const handler = this.handlers[event.type];
     if (handler) handler.call(this, event);
   }
@@ -478,6 +482,7 @@ class VoiceCall {
       this.el.state.textContent = sentence;
       this.panel.dataset.state = key;
     }
+    if (this.avatar) this.avatar.show(key, sentence);
     this.panel.dataset.phase = this.phase;
     const inCall = !["idle", "ended"].includes(this.phase);
     this.el.start.disabled = inCall;

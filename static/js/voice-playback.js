@@ -14,6 +14,7 @@
 const WIRE_RATE = 24000; // PROTOCOL.md: reply audio is 24 kHz 16-bit mono PCM
 const START_LEAD_S = 0.06; // a new reply (or one after an underrun) starts this far ahead
 const LOOPBACK_TIMEOUT_MS = 4000;
+const LEVEL_STEP_S = 0.01; // the loudness envelope a face's mouth follows: one value per 10 ms
 
 function onceWithin(promise, milliseconds, what) {
   let timer;
@@ -69,7 +70,8 @@ async function openLoopback(stream) {
 /**
  * Plays replies. `prepare()` from a click; then per reply `begin(id, rate)`, `push(pcm)`
  * for each binary message, `finish()` at reply.audio_done, `flush()` at
- * reply.interrupted, `resume()` at reply.resumed.
+ * reply.interrupted, `resume()` at reply.resumed. `loudness()` tells a face's mouth how
+ * loud the reply is where the learner hears it.
  */
 export class ReplyPlayer {
   constructor() {
@@ -90,6 +92,7 @@ export class ReplyPlayer {
     this.bytesReceived = 0; // every reply's audio, for the page's diagnostics
     this.playedTotalMs = 0; // every earlier reply's audio played
     this.underruns = 0;
+    this.levels = []; // {start, duration, rms, zcr} of each scheduled chunk, for loudness()
   }
 
   /** Create the audio graph and the echo-cancellable route. Returns the route. */
@@ -178,7 +181,47 @@ export class ReplyPlayer {
     const chunk = { source, start: this.nextStart, duration: buffer.duration };
     source.addEventListener("ended", () => this.retire(chunk));
     this.chunks.push(chunk);
+    this.measure(channel, chunk.start, chunk.duration, now);
     this.nextStart += buffer.duration;
+  }
+
+  /** The chunk's loudness (RMS) and zero-crossing rate per 10 ms, kept with its play time. */
+  measure(channel, start, duration, now) {
+    const step = Math.max(1, Math.round(this.sampleRate * LEVEL_STEP_S));
+    const count = Math.ceil(channel.length / step);
+    const rms = new Float32Array(count);
+    const zcr = new Float32Array(count);
+    for (let w = 0; w < count; w += 1) {
+      const end = Math.min(channel.length, (w + 1) * step);
+      let power = 0;
+      let crossings = 0;
+      for (let i = w * step; i < end; i += 1) {
+        power += channel[i] * channel[i];
+        if (i > w * step && channel[i] >= 0 !== channel[i - 1] >= 0) crossings += 1;
+      }
+      const n = end - w * step;
+      rms[w] = Math.sqrt(power / n);
+      zcr[w] = crossings / n;
+    }
+    const levels = this.levels;
+    while (levels.length && levels[0].start + levels[0].duration < now - 1) levels.shift();
+    levels.push({ start, duration, rms, zcr });
+  }
+
+  /**
+   * The reply audio reaching the learner now (the Web Audio clock less the loopback's
+   * delay): `{rms, zcr}` of its 10 ms slice, or null when none is playing — before a
+   * reply, in a gap, and from the instant of a flush (barge-in) or a new reply.
+   */
+  loudness() {
+    if (!this.context || !this.levels.length) return null;
+    const heard = this.context.currentTime - this.latencyS;
+    const levels = this.levels;
+    while (levels.length && levels[0].start + levels[0].duration <= heard) levels.shift();
+    const span = levels[0];
+    if (!span || heard < span.start) return null;
+    const index = Math.min(span.rms.length - 1, Math.floor((heard - span.start) / LEVEL_STEP_S));
+    return { rms: span.rms[index], zcr: span.zcr[index] };
   }
 
   retire(chunk) {
@@ -218,6 +261,7 @@ export class ReplyPlayer {
       chunk.source.disconnect();
     }
     this.chunks = [];
+    this.levels = [];
     this.nextStart = 0;
   }
 

@@ -1,0 +1,176 @@
+"""The local avatar in a real browser, on the real stack: the persona's face listens,
+thinks and speaks with the call, and its mouth follows the reply audio as it plays.
+
+Chromium's fake microphone says the sentence of test_browser_voice.py (made by Piper, the
+same Chromium flags); the face is sampled by an init script while the turn goes on.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import _browser_tab
+from training.tests.factories import make_scenario
+from voice.tests.test_browser_voice import (  # noqa: F401 (spoken_wav, voice_chromium: fixtures)
+    LONG_OBJECTION,
+    spoken_wav,
+    start_voice_session,
+    voice_chromium,
+    wait_until,
+)
+
+pytestmark = [pytest.mark.browser, pytest.mark.django_db(transaction=True)]
+
+# Every state the face enters with its accessible name at that moment, and its state and
+# mouth opening every 25 ms, from the page's first moment (before the page's own modules).
+FACE_RECORDER = """
+window.__face = { states: [], labels: [], samples: [] };
+document.addEventListener("DOMContentLoaded", () => {
+  const face = document.getElementById("avatar");
+  if (!face) return;
+  const figure = face.querySelector(".avatar-figure");
+  const record = () => {
+    const states = window.__face.states;
+    if (states[states.length - 1] === face.dataset.state) return;
+    states.push(face.dataset.state);
+    window.__face.labels.push(figure.getAttribute("aria-label"));
+  };
+  new MutationObserver(record).observe(face, { attributeFilter: ["data-state"] });
+  record();
+  window.setInterval(() => {
+    window.__face.samples.push([face.dataset.state, Number(face.dataset.mouthOpen || 0)]);
+  }, 25);
+});
+"""
+
+
+@pytest.fixture
+def face_page(voice_chromium, live_stack, request):  # noqa: F811
+    with _browser_tab(voice_chromium, live_stack, request, height=900) as tab:
+        tab.add_init_script(FACE_RECORDER)
+        yield tab
+
+
+def face_state(page):
+    return page.locator("#avatar").get_attribute("data-state")
+
+
+def spoke_and_listened_again(page):
+    states = page.evaluate("window.__face.states")
+    return "speaking" in states and "listening" in states[states.index("speaking") :]
+
+
+def sideways(page):
+    scroll, client = page.evaluate(
+        "[document.documentElement.scrollWidth, document.documentElement.clientWidth]"
+    )
+    return scroll > client
+
+
+def test_the_face_follows_the_turn_and_its_mouth_the_reply(face_page, bob, acme, password):
+    page = face_page
+    make_scenario(acme)
+    start_voice_session(page, bob, password)
+    face = page.locator('#avatar[data-avatar-provider="local"]')
+    assert face.is_visible()
+    page.get_by_role("img", name="Dana's face: not in a call").wait_for(timeout=10_000)
+
+    page.get_by_role("button", name="Start call").click()
+    wait_until(page, lambda: face_state(page) == "listening", 20, "the face listening")
+    assert page.get_by_role("img", name="Dana's face: listening").is_visible()
+    assert face.locator(".avatar-state").inner_text() == "Listening"
+
+    wait_until(page, lambda: face_state(page) == "speaking", 60, "the face speaking")
+    page.wait_for_timeout(300)  # the mouth is open by now, mid-sentence
+    page.screenshot(path="/tmp/avatar-desktop.png")
+    face.screenshot(path="/tmp/avatar-face-speaking.png")
+    assert page.get_by_role("img", name=re.compile(r"^Dana's face: (speaking|listening)")).count()
+
+    wait_until(page, lambda: spoke_and_listened_again(page), 30, "listening after the reply")
+    page.wait_for_timeout(500)
+    recorded = page.evaluate("window.__face")
+    states, labels, samples = recorded["states"], recorded["labels"], recorded["samples"]
+
+    # listening -> thinking -> speaking -> listening, each named in the face's accessible name.
+    positions = [states.index(state) for state in ("listening", "thinking", "speaking")]
+    assert positions == sorted(positions), states
+    for state, label in zip(states, labels, strict=True):
+        if state != "idle":
+            assert label.startswith(f"Dana's face: {state}"), (state, label)
+
+    speaking = [opening for state, opening in samples if state == "speaking"]
+    assert len(speaking) > 20, samples  # half a second of the reply at least
+    assert max(speaking) > 0.2, speaking  # the mouth opens with the voice …
+    assert len(set(speaking)) > 5, speaking  # … and moves with it, not on and off
+    assert sum(opening > 0 for opening in speaking) > len(speaking) / 3, speaking
+    before = samples[: next(i for i, (state, _) in enumerate(samples) if state == "speaking")]
+    assert all(opening == 0 for _, opening in before), "shut before the reply plays"
+    assert all(opening == 0 for _, opening in samples[-10:]), "shut after it"
+    assert int(face.get_attribute("data-blinks")) > 0  # it blinks while it waits
+
+    page.get_by_role("button", name="End call").click()
+    page.get_by_role("img", name="Dana's face: call ended").wait_for(timeout=10_000)
+    assert face_state(page) == "idle"
+    assert page.console_errors == []
+
+
+def test_the_face_fits_a_phone_and_keeps_still_for_reduced_motion(face_page, bob, acme,
+                                                                  password):  # fmt: skip
+    page = face_page
+    page.set_viewport_size({"width": 390, "height": 844})
+    page.emulate_media(reduced_motion="reduce")
+    make_scenario(acme)
+    start_voice_session(page, bob, password)
+    face = page.locator("#avatar")
+    page.get_by_role("img", name="Dana's face: not in a call").wait_for(timeout=10_000)
+    assert not sideways(page), "the page scrolls sideways"
+    box = face.bounding_box()
+    assert box["x"] >= 0
+    assert box["x"] + box["width"] <= 390
+    start = page.get_by_role("button", name="Start call").bounding_box()
+    assert start["y"] + start["height"] <= 844, "Start call is on the first screen"
+
+    page.get_by_role("button", name="Start call").click()
+    wait_until(page, lambda: face_state(page) == "speaking", 60, "the face speaking")
+    page.wait_for_timeout(300)
+    face.scroll_into_view_if_needed()
+    page.screenshot(path="/tmp/avatar-phone.png")
+    assert not sideways(page), "the page scrolls sideways during the call"
+
+    wait_until(page, lambda: spoke_and_listened_again(page), 30, "listening after the reply")
+    samples = page.evaluate("window.__face.samples")
+    speaking = {opening for state, opening in samples if state == "speaking"}
+    assert speaking <= {0, 0.25, 0.5}, speaking  # a few still positions, no flutter
+    assert speaking & {0.25, 0.5}, speaking  # yet it still shows who talks
+    assert face.get_attribute("data-blinks") == "0"
+    page.get_by_role("button", name="End call").click()
+    assert page.console_errors == []
+
+
+def test_talked_over_the_face_shuts_its_mouth_at_once_and_looks_interrupted(face_page, bob, acme,
+                                                                            password):  # fmt: skip
+    """The fake microphone's sentence comes round again while a long reply plays: the
+    playback is flushed, and the mouth with it."""
+    page = face_page
+    make_scenario(acme, persona_objections=LONG_OBJECTION)
+    start_voice_session(page, bob, password)
+    page.get_by_role("button", name="Start call").click()
+    wait_until(
+        page, lambda: "interrupted" in page.evaluate("window.__face.states"), 90, "interrupted"
+    )
+    page.get_by_role("img", name="Dana's face: interrupted").wait_for(timeout=1000)
+    page.locator("#avatar").screenshot(path="/tmp/avatar-face-interrupted.png")
+    page.wait_for_timeout(500)
+    recorded = page.evaluate("window.__face")
+    states, samples = recorded["states"], recorded["samples"]
+    assert states.index("speaking") < states.index("interrupted"), states
+    speaking = [opening for state, opening in samples if state == "speaking"]
+    assert max(speaking) > 0.2, speaking
+    interrupted = [opening for state, opening in samples if state == "interrupted"]
+    # The first sample may fall between the flush and the next frame; then it is shut.
+    assert len(interrupted) > 10, interrupted
+    assert all(opening == 0 for opening in interrupted[1:]), interrupted
+    page.get_by_role("button", name="End call").click()
+    assert page.console_errors == []
