@@ -586,6 +586,11 @@ VOICE_VAD_THRESHOLD = env.float("VOICE_VAD_THRESHOLD", default=0.5)
 VOICE_VAD_START_MS = env.int("VOICE_VAD_START_MS", default=96)
 VOICE_VAD_STOP_MS = env.int("VOICE_VAD_STOP_MS", default=256)
 VOICE_END_OF_TURN_MODEL = env.bool("VOICE_END_OF_TURN_MODEL", default=True)
+# The model's probability that confirms a turn; lower when the transcript ends a sentence.
+VOICE_END_OF_TURN_THRESHOLD = env.float("VOICE_END_OF_TURN_THRESHOLD", default=0.5)
+VOICE_END_OF_TURN_SENTENCE_THRESHOLD = env.float(
+    "VOICE_END_OF_TURN_SENTENCE_THRESHOLD", default=0.35
+)
 VOICE_SILENCE_FALLBACK_MS = env.int("VOICE_SILENCE_FALLBACK_MS", default=1200)
 # Silence that confirms a turn the end-of-turn model judged complete (a draft reply is
 # already being written meanwhile).

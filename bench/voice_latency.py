@@ -14,6 +14,8 @@ warm-up turn not counted, then `--turns` turns of one learner talking in a loop)
 - `simulated-commit`: the same, with the final transcript 250 ms after the pipeline
   commits the segment (its VAD pause) instead of after the end of speech: what a
   commit-based hosted recogniser would do.
+- `simulated-baseline`: `simulated` with no draft on partial text
+  (VOICE_DRAFT_PAUSE_MS=0): the reply is drafted at the final transcript, as before.
 - `offline`: no fakes: faster-whisper tiny.en, Piper, the offline stand-in persona (its
   default 20 ms a token), Silero VAD and smart-turn. Target p95 < 1.5 s on 2 idle cores.
 
@@ -113,6 +115,8 @@ def run_mode(mode: str, turns: int, scenario_id: int, user, utterances) -> dict:
             "BENCH_STT_FINAL_MS": "250", "BENCH_TTS_FIRST_AUDIO_MS": "120",
             "BENCH_STT_FROM": "commit" if mode == "simulated-commit" else "speech_end",
         }  # fmt: skip
+        if mode == "simulated-baseline":
+            env["VOICE_DRAFT_PAUSE_MS"] = "0"  # the draft waits for the final transcript
         providers = "simulated"
     elif mode == "offline":
         env = {"LLM_PROVIDER": "offline"}
@@ -145,7 +149,8 @@ def main() -> None:
     voice_client.setup()
     scenario_id, users = voice_client.learners("bench-voice-latency", 1)
     utterances = voice_client.speech()
-    targets = {"simulated": 650, "simulated-commit": 650, "offline": 1500}
+    targets = {"simulated": 650, "simulated-baseline": 650, "simulated-commit": 650,
+               "offline": 1500}  # fmt: skip
     from django.conf import settings
 
     print(f"cores {os.cpu_count()}; {args.turns} turns a mode after one warm-up turn; code "

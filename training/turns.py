@@ -24,7 +24,6 @@ import concurrent.futures
 import contextlib
 import contextvars
 import functools
-import itertools
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator
@@ -78,7 +77,7 @@ _database_thread_load = [0] * _DATABASE_THREADS
 
 def close_database_connections() -> None:
     """Close the turn threads' database connections (tests, before the database goes)."""
-    for executor in _turn_loop_database:
+    for executor in [*_turn_loop_database, _call_database]:
         executor.submit(connections.close_all).result(timeout=10)
 
 
@@ -89,14 +88,17 @@ def _db(function: Callable[..., Any]) -> Callable[..., Awaitable[Any]]:
     return on_database_thread(executor, function)
 
 
-_next_call_thread = itertools.count()
+# Voice calls' database steps: one thread for all of them, as Channels' own database
+# thread is, but its connection stays open (`database_sync_to_async` opens and closes one
+# per step with CONN_MAX_AGE=0). One, not several: measured with 20 calls, more threads
+# contending for the GIL delayed the event loop that paces every call's audio.
+_call_database = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="call-db")
 
 
 def database_thread() -> concurrent.futures.ThreadPoolExecutor:
-    """One of the process's long-lived database threads, for a caller that runs many short
-    database steps (a voice call): their connection stays open between steps, where
-    `database_sync_to_async` opens and closes one each time (CONN_MAX_AGE=0)."""
-    return _turn_loop_database[next(_next_call_thread) % _DATABASE_THREADS]
+    """The long-lived database thread for callers that run many short database steps (a
+    voice call): its connection stays open between steps."""
+    return _call_database
 
 
 def on_database_thread(

@@ -5,11 +5,27 @@ from __future__ import annotations
 import re
 
 _SENTENCE_END = re.compile(r"[.!?…]+[\"')\]]*\s")
-_CLAUSE_END = re.compile(r"[,;:—–]\s")
+# A comma after a word may end a clause at the end of what has streamed so far: the next
+# token would only bring the space (after a digit it may be "3,000": wait for it).
+_CLAUSE_END = re.compile(r"[,;:—–]\s|(?<=[^\W\d_])[,;:—–]$")
 FIRST_CLAUSE_WORDS = 2  # "Thanks for calling," may go alone: the first audio is what waits
 CLAUSE_WORDS = 5  # later clauses break at a comma only when they are long enough to sound whole
 MAX_WORDS = 25  # a run-on with no punctuation is cut at a space
-_ABBREVIATIONS = {"mr", "mrs", "ms", "dr", "st", "vs", "etc", "e.g", "i.e", "no", "approx"}
+_ABBREVIATIONS = {
+    "mr",
+    "mrs",
+    "ms",
+    "dr",
+    "st",
+    "vs",
+    "etc",
+    "e.g",
+    "i.e",
+    "no",
+    "approx",
+    "u.s",
+    "u.k",
+}
 
 
 class ClauseSplitter:

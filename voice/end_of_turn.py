@@ -14,6 +14,7 @@ import os
 import threading
 
 import numpy as np
+from django.conf import settings
 
 from voice.audio import INPUT_SAMPLE_RATE, pcm_to_float
 
@@ -57,3 +58,16 @@ def completion_probability(turn_pcm: bytes) -> float:
         mel = np.pad(mel, ((0, 0), (0, 800 - mel.shape[1])), constant_values=mel.min())
     output = session.run(None, {"input_features": mel[None, :, :].astype(np.float32)})
     return float(np.asarray(output[0]).reshape(-1)[0])
+
+
+def turn_is_complete(probability: float, transcript: str) -> bool:
+    """The decision from the model's probability and the words: a transcript that ends a
+    sentence (the recogniser punctuates from the words it heard) needs less certainty
+    from the sound, which alone misjudges about a quarter of finished sentences."""
+    ends_sentence = transcript.rstrip().rstrip("\"'”’)").endswith((".", "?", "!", "…"))
+    threshold = (
+        settings.VOICE_END_OF_TURN_SENTENCE_THRESHOLD
+        if ends_sentence
+        else settings.VOICE_END_OF_TURN_THRESHOLD
+    )
+    return probability >= threshold
