@@ -36,6 +36,22 @@ class Organization(models.Model):
         help_text="Minutes of voice practice the organization's learners may use each "
         "calendar month (blank: no limit).",
     )
+    avatar_sessions_limit = models.PositiveIntegerField(
+        "video avatar sessions at once",
+        null=True,
+        blank=True,
+        default=2,
+        help_text="Hosted video avatar sessions (billed per minute) the organization's "
+        "learners may have open at once; further calls use the page's own face (blank: no "
+        "limit).",
+    )
+    avatar_minutes_per_month = models.PositiveIntegerField(
+        "video avatar minutes a month",
+        null=True,
+        blank=True,
+        help_text="Minutes of hosted video avatar the organization may use each calendar "
+        "month; past them calls go on with voice and the page's own face (blank: no limit).",
+    )
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:

@@ -340,6 +340,8 @@ ORGANIZATION_SETTINGS = (
     "require_second_factor",
     "managers_see_audit_log",
     "voice_minutes_per_month",
+    "avatar_sessions_limit",
+    "avatar_minutes_per_month",
 )
 
 

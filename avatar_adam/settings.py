@@ -293,6 +293,7 @@ CELERY_BEAT_SCHEDULE = {
     "end-expired-sessions": {"task": "training.end_expired_sessions", "schedule": 60.0},
     "finish-abandoned-replies": {"task": "training.finish_abandoned_replies", "schedule": 30.0},
     "purge-audit-events": {"task": "accounts.purge_audit_events", "schedule": 24 * 3600.0},
+    "sweep-avatar-sessions": {"task": "voice.sweep_avatar_sessions", "schedule": 60.0},
 }
 
 # --- Auth -----------------------------------------------------------------------------
@@ -579,6 +580,9 @@ LIVEAVATAR_SANDBOX = env.bool("LIVEAVATAR_SANDBOX", default=False)
 # Each HTTP call and each command sent; then the wait for the avatar to join its room.
 LIVEAVATAR_TIMEOUT_SECONDS = env.float("LIVEAVATAR_TIMEOUT_SECONDS", default=10.0)
 LIVEAVATAR_CONNECT_TIMEOUT_SECONDS = env.float("LIVEAVATAR_CONNECT_TIMEOUT_SECONDS", default=20.0)
+# A hosted avatar session whose call has not refreshed it for this long was lost with its
+# process: it stops counting against the organization's cap and the sweeper stops it.
+AVATAR_IDLE_SECONDS = env.int("AVATAR_IDLE_SECONDS", default=60)
 # Load the offline voice models when a web process starts (else on the first call).
 VOICE_PRELOAD = env.bool("VOICE_PRELOAD", default=True)
 # Turn-taking (voice/pipeline.py).

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import json
 import time
 from typing import Any
@@ -23,6 +24,8 @@ from core.errors import as_refused
 from training import turns
 from voice import calls, metrics
 from voice.audio import INPUT_SAMPLE_RATE, duration_ms
+from voice.avatar import get_avatar_provider, usage
+from voice.avatar.base import AvatarError, AvatarEvent, AvatarSession
 from voice.errors import SpeechProviderError, VoiceRefused
 from voice.pipeline import Conversation
 from voice.stt import get_speech_to_text
@@ -69,6 +72,11 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         self.audio_dropped_ms = 0.0
         self.too_fast_told_at = 0.0
         self.database = turns.database_thread()
+        self.avatar_task: asyncio.Task[None] | None = None
+        self.avatar: AvatarSession | None = None
+        self.avatar_record: int | None = None
+        self.avatar_opened_at = 0.0
+        self.avatar_cleanup: set[asyncio.Task[None]] = set()
         await self.accept()  # then close with a code: a refused handshake carries none
         try:
             user = await self._authenticate()
@@ -179,6 +187,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                 await self._close_with(4408, "Nothing was received for a while; the call closed.")
                 return
             try:
+                await self._record_avatar()
                 await turns.on_database_thread(self.database, calls.check_call)(
                     self.opened, seconds=time.monotonic() - self.connected_at
                 )
@@ -194,6 +203,107 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                 return
             except Exception:
                 logger.exception("voice_check_failed", call_id=self.opened.call_id)
+
+    # --- the hosted face ------------------------------------------------------------
+
+    async def _open_avatar(self) -> None:
+        """Open the hosted face this client can show (it asked with `start`): within the
+        organization's avatar sessions and minutes; else, or when the provider fails, the
+        call goes on with voice and the page's own face (`avatar.unavailable`)."""
+        try:
+            await self._open_avatar_within_limits()
+        except (asyncio.CancelledError, AvatarError):
+            raise
+        except Exception:
+            logger.exception("avatar_open_failed_unexpectedly")
+            await self._avatar_unavailable("avatar_failed", "The video avatar could not start.")
+
+    async def _open_avatar_within_limits(self) -> None:
+        assert self.opened is not None
+        assert self.conversation is not None
+        on_database = functools.partial(turns.on_database_thread, self.database)
+        try:
+            provider = await on_database(get_avatar_provider)(self.opened.organization_id)
+        except AvatarError as exc:
+            await self._avatar_unavailable(exc.code, str(exc))
+            return
+        if provider.name == "local":
+            await self._send_event({"type": "avatar.ready", "provider": "local"})
+            return
+        reserved = await on_database(usage.reserve)(self.opened.call_id, provider.name)
+        if isinstance(reserved, usage.AvatarRefusal):
+            await self._avatar_unavailable("avatar_limit", reserved.message)
+            return
+        opened_at = time.monotonic()
+        try:
+            avatar = await provider.open(self.opened.session_id, on_event=self._avatar_event)
+        except BaseException as exc:
+            reason = str(exc) if isinstance(exc, AvatarError) else "the call ended"
+            await asyncio.shield(on_database(usage.end)(reserved.pk, seconds=0, reason=reason))
+            if isinstance(exc, AvatarError):
+                await self._avatar_unavailable(exc.code, str(exc))
+                return
+            raise
+        self.avatar, self.avatar_record, self.avatar_opened_at = avatar, reserved.pk, opened_at
+        await on_database(usage.opened)(reserved.pk, getattr(avatar, "session_id", ""))
+        self.conversation.attach_avatar(avatar, self._avatar_lost)
+        await self._send_event({"type": "avatar.ready", **avatar.browser_info()})
+
+    async def _avatar_event(self, event: AvatarEvent) -> None:
+        if event.kind == "lost" and event.error is not None:
+            # Not awaited here: the provider's own reader reports it, and closing the
+            # session cancels that reader.
+            task = asyncio.ensure_future(self._avatar_lost(event.error))
+            self.avatar_cleanup.add(task)
+            task.add_done_callback(self.avatar_cleanup.discard)
+
+    async def _avatar_lost(self, error: AvatarError) -> None:
+        if self.avatar is None:
+            return
+        await self._drop_avatar(str(error))
+        await self._avatar_unavailable(error.code, f"The video avatar stopped: {error}")
+
+    async def _avatar_unavailable(self, code: str, message: str) -> None:
+        logger.info("avatar_unavailable", code=code, reason=message)
+        await self._send_event(
+            {
+                "type": "avatar.unavailable",
+                "code": code,
+                "message": f"{message} The call goes on with voice.",
+            }
+        )
+
+    async def _record_avatar(self) -> None:
+        """Count the face's minutes; past the month's budget it stops (the call goes on)."""
+        if self.avatar is None or self.avatar_record is None:
+            return
+        seconds = time.monotonic() - self.avatar_opened_at
+        refusal = await turns.on_database_thread(self.database, usage.record)(
+            self.avatar_record, seconds=seconds
+        )
+        if refusal is not None:
+            await self._drop_avatar("the month's avatar minutes were used")
+            await self._avatar_unavailable("avatar_limit", refusal.message)
+
+    async def _drop_avatar(self, reason: str) -> None:
+        avatar, record = self.avatar, self.avatar_record
+        self.avatar = self.avatar_record = None
+        if self.conversation is not None and self.conversation.avatar is avatar:
+            self.conversation.avatar = None
+        seconds = time.monotonic() - self.avatar_opened_at
+        try:
+            if avatar is not None:
+                await avatar.close()
+        finally:
+            if record is not None:
+                try:
+                    await asyncio.shield(
+                        turns.on_database_thread(self.database, usage.end)(
+                            record, seconds=seconds, reason=reason
+                        )
+                    )
+                except Exception:
+                    logger.exception("avatar_end_not_recorded", avatar_id=record)
 
     async def _session_ended(self) -> None:
         await self._close_with(1000, "The conversation has ended; your debrief is being prepared.")
@@ -278,11 +388,17 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             if mode not in ("hands_free", "push_to_talk"):
                 await self._complain("bad_message", 'mode is "hands_free" or "push_to_talk".')
                 return
+            faces = message.get("avatar", [])
+            if not isinstance(faces, list) or not all(isinstance(f, str) for f in faces):
+                await self._complain("bad_message", 'avatar is a list of faces, e.g. ["livekit"].')
+                return
             try:
                 await conversation.start(mode)
             except SpeechProviderError as exc:
                 await self._close_with(4503, f"Voice is unavailable right now: {exc}")
                 return
+            if "livekit" in faces and self.avatar_task is None:
+                self.avatar_task = asyncio.ensure_future(self._open_avatar())
             self.audio_clock_start = time.monotonic()
             self.audio_received_ms = 0.0
         elif not conversation.listening:
@@ -308,12 +424,18 @@ class VoiceConsumer(AsyncWebsocketConsumer):
     async def disconnect(self, code: int) -> None:
         if self.watchdog is not None:
             self.watchdog.cancel()
+        if self.avatar_task is not None and not self.avatar_task.done():
+            self.avatar_task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self.avatar_task
         if self.opened is None:
             return
         metrics.CALLS.dec()
         await self.channel_layer.group_discard(self.group, self.channel_name)
         if self.conversation is not None:
             await self.conversation.close()
+        with contextlib.suppress(Exception):
+            await self._drop_avatar("the call ended")
         reason = "closed by the client" if not self.closing else f"closed with {code}"
         await database_sync_to_async(calls.close_call)(
             self.opened.call_id,

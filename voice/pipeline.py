@@ -34,9 +34,10 @@ from training import turns
 from training.models import Message, MessageStatus
 from voice import metrics
 from voice.audio import INPUT_SAMPLE_RATE, duration_ms
+from voice.avatar.base import AvatarError, AvatarSession
 from voice.clauses import ClauseSplitter
 from voice.echo import ECHO_CORRELATION, EchoReference
-from voice.end_of_turn import completion_probability
+from voice.end_of_turn import completion_probability, turn_is_complete
 from voice.errors import SpeechProviderError
 from voice.stt import SpeechToText, TranscriptionStream
 from voice.tts import OUTPUT_SAMPLE_RATE, SpeechSynthesis, TextToSpeech
@@ -270,6 +271,8 @@ class Conversation:
         self.partial = ""  # the recogniser's latest text of the current segment
         self.paused = False  # the current segment is in a pause (a probable end of turn)
         self.early: _EarlyDraft | None = None
+        self.avatar: AvatarSession | None = None  # a hosted face, fed the reply's audio
+        self.on_avatar_lost: Callable[[AvatarError], Awaitable[None]] | None = None
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -330,6 +333,30 @@ class Conversation:
 
     async def _error(self, code: str, message: str) -> None:
         await self._send({"type": "error", "code": code, "message": message, "fatal": False})
+
+    # --- the face ------------------------------------------------------------------
+
+    def attach_avatar(
+        self, avatar: AvatarSession, on_lost: Callable[[AvatarError], Awaitable[None]]
+    ) -> None:
+        """From now on the reply's audio also goes to this hosted face (the learner's
+        page plays the face's audio and video instead of ours while it has them)."""
+        self.avatar, self.on_avatar_lost = avatar, on_lost
+
+    async def _to_avatar(self, command: Callable[[AvatarSession], Awaitable[Any]]) -> None:
+        """A command to the face; a face that is lost is dropped, and the call goes on."""
+        avatar = self.avatar
+        if avatar is None:
+            return
+        try:
+            await command(avatar)
+        except AvatarError as exc:
+            if not exc.session_lost:
+                logger.warning("avatar_command_failed", code=exc.code, reason=str(exc))
+            elif self.avatar is avatar:
+                self.avatar = None
+                if self.on_avatar_lost is not None:
+                    _keep(asyncio.ensure_future(self.on_avatar_lost(exc)))
 
     # --- audio in ------------------------------------------------------------------
 
@@ -444,6 +471,7 @@ class Conversation:
             text = await self._turn_text(segments)
             final = time.monotonic()
             if not text:  # noise, or speech with no words: not a turn
+                await self._discard_early_draft()
                 self.turn_segments = [s for s in self.turn_segments if s not in segments]
                 await self._state("listening")
                 return
@@ -459,7 +487,7 @@ class Conversation:
             if draft is not None:
                 presynthesis = _Presynthesis()
                 presynthesis.task = asyncio.ensure_future(self._presynthesize(draft, presynthesis))
-            complete = judged is not None and await asyncio.shield(judged) >= 0.5
+            complete = judged is not None and turn_is_complete(await asyncio.shield(judged), text)
             silence = (
                 settings.VOICE_CONFIRM_SILENCE_MS
                 if complete
@@ -493,6 +521,7 @@ class Conversation:
             or segment.during_reply is not None
             or not self.partial.rstrip().endswith((".", "?", "!"))  # not a breath at a comma
             or not self.reply_finished()
+            or (self.turn_task is not None and not self.turn_task.done())
         ):
             return
         earlier = []
@@ -534,12 +563,15 @@ class Conversation:
         early = self.early
         if early is None:
             return None
-        if _words(early.draft.text) != _words(text):
+        if _words(early.draft.text) != _words(text) or not self.reply_finished():
             await self._discard_early_draft()
             return None
         self.early = None
         try:
             await asyncio.shield(early.started)
+        except asyncio.CancelledError:
+            _keep(asyncio.ensure_future(self._drop_early_draft(early)))
+            raise
         except Exception:
             logger.exception("voice_draft_failed", session_id=self.session_id)
             await early.draft.discard()
@@ -750,6 +782,7 @@ class Conversation:
         reply.frozen_played_ms = played
         reply.client_report = None  # the client reports again after its flush
         self._stop_speech(reply)
+        await self._to_avatar(lambda avatar: avatar.interrupt())
         await self._send(
             {
                 "type": "reply.interrupted",
@@ -830,6 +863,7 @@ class Conversation:
             reply.client_report = None
             reply.paused = True
             self._stop_speech(reply)
+            await self._to_avatar(lambda avatar: avatar.interrupt())
             await self._send(
                 {
                     "type": "reply.interrupted",
@@ -886,10 +920,15 @@ class Conversation:
                     reply.next_clause += 1
                     start = reply.queued_ms
                     presynthesis, reply.presynthesis = reply.presynthesis, None
-                    if presynthesis is not None and await presynthesis.of(clause):
-                        source = presynthesis.audio()
-                    else:
-                        source = self.synthesis.synthesize(clause)
+                    try:
+                        if presynthesis is not None and await presynthesis.of(clause):
+                            source = presynthesis.audio()
+                        else:
+                            source = self.synthesis.synthesize(clause)
+                    except asyncio.CancelledError:
+                        if presynthesis is not None:
+                            presynthesis.cancel()
+                        raise
                     async with contextlib.aclosing(source) as audio:
                         async for pcm in audio:
                             if "first_audio" not in reply.timings:
@@ -937,6 +976,7 @@ class Conversation:
                 if self.closed or reply.paused:
                     return
                 await self.send_bytes(frame)
+                await self._to_avatar(lambda avatar, pcm=frame: avatar.speak(pcm))
                 self.echo.played(frame, OUTPUT_SAMPLE_RATE)
                 frame_ms = duration_ms(frame, OUTPUT_SAMPLE_RATE)
                 reply.sent_ms += frame_ms
@@ -949,6 +989,7 @@ class Conversation:
         if reply.reader is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.shield(reply.reader)
+        await self._to_avatar(lambda avatar: avatar.speak_end())
         await self._send(
             {
                 "type": "reply.audio_done",

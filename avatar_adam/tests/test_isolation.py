@@ -18,7 +18,7 @@ from knowledge.tests.factories import upload
 from training import sessions
 from training.models import Assignment, Evaluation, Message, RubricItem, Scenario, TrainingSession
 from training.tests.factories import make_scenario
-from voice.models import VoiceCall
+from voice.models import AvatarSession, VoiceCall
 
 pytestmark = pytest.mark.django_db
 
@@ -85,6 +85,12 @@ def foreign_object(model, globex):
             organization=globex,
             session=(session := globex_session(globex)),
             learner=session.learner,
+        ),
+        AvatarSession: lambda: AvatarSession.objects.create(
+            organization=globex,
+            session=globex_session(globex),
+            provider="liveavatar",
+            provider_session_id="globex-avatar-session",
         ),
         ProviderCredential: lambda: ProviderCredential.objects.get_or_create(
             organization=globex, service="llm", defaults={"api_key": "sk-globex-secret"}

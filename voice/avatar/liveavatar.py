@@ -390,6 +390,21 @@ class LiveAvatar:
     def __repr__(self) -> str:
         return f"LiveAvatar(base_url={self.base_url!r}, avatar_id={self.avatar_id!r})"
 
+    async def stop_session(self, session_id: str) -> None:
+        """Stop a session by its id with the key (the sweeper's way). Raises AvatarError."""
+        async with LiveAvatarApi(
+            api_key=self._api_key, base_url=self.base_url, timeout=self.timeout
+        ) as api:
+            await api.stop_session(session_id)
+
+    async def active_session_ids(self) -> list[str]:
+        """The ids of the sessions the provider lists as active for this key (first page:
+        up to 100). Raises AvatarError."""
+        async with LiveAvatarApi(
+            api_key=self._api_key, base_url=self.base_url, timeout=self.timeout
+        ) as api:
+            return [listed.session_id for listed in await api.list_sessions("active")]
+
     async def open(
         self, training_session_id: int, on_event: AvatarEventCallback | None = None
     ) -> LiveAvatarSession:
@@ -402,6 +417,7 @@ class LiveAvatar:
             )
         api = LiveAvatarApi(api_key=self._api_key, base_url=self.base_url, timeout=self.timeout)
         session: LiveAvatarSession | None = None
+        token: SessionToken | None = None
         try:
             token = await api.create_session_token(
                 avatar_id=self.avatar_id,
@@ -442,6 +458,11 @@ class LiveAvatar:
             if session is not None:
                 await session.close()
             else:
+                if token is not None:  # cancelled (the call went): stop what bills
+                    with contextlib.suppress(BaseException):
+                        await asyncio.shield(
+                            api.stop_session(token.session_id, session_token=token.session_token)
+                        )
                 await api.aclose()
             raise
         await off_loop(self.breaker.record_success)()

@@ -100,6 +100,7 @@ def wire(settings):
 
 def _call(voice_session, recognizer, speech: bytes, log: list[str], wire) -> list[dict]:
     events: list[dict] = []
+    sent: list[bytes] = []
 
     async def send_json(event):
         events.append(event)
@@ -107,7 +108,7 @@ def _call(voice_session, recognizer, speech: bytes, log: list[str], wire) -> lis
             log.append(event["type"])
 
     async def send_bytes(pcm):
-        return None
+        sent.append(pcm)
 
     learner = voice_session.learner
 
@@ -122,12 +123,15 @@ def _call(voice_session, recognizer, speech: bytes, log: list[str], wire) -> lis
             send_bytes=send_bytes,
         )
         await conversation.start("hands_free")
-        requests_seen = 0
+        requests_seen, discarded = 0, _drafts()[1]
         for start in range(0, len(speech), FRAME):
             await conversation.feed_audio(speech[start : start + FRAME])
             if len(wire.requests) > requests_seen:
                 requests_seen = len(wire.requests)
                 log.append("model asked")
+            if _drafts()[1] > discarded:
+                discarded = _drafts()[1]
+                log.append("draft discarded")
             await asyncio.sleep(0.02)  # as a microphone sends it
         for _ in range(100):
             if any(e["type"] == "reply.done" for e in events):
@@ -137,6 +141,7 @@ def _call(voice_session, recognizer, speech: bytes, log: list[str], wire) -> lis
         await finish_background_work()
 
     run(talk())
+    events.append({"type": "audio sent", "bytes": sum(len(pcm) for pcm in sent)})
     return events
 
 
@@ -177,6 +182,7 @@ def test_the_reply_is_asked_for_on_the_partial_text_before_the_final_transcript(
     assert log.count("synthesize Fair enough.") == 1
     assert log.index("synthesize Fair enough.") < log.index("transcript.final"), log
     assert log.index("transcript.final") < log.index("reply.audio_started"), "spoken after"
+    assert events[-1]["bytes"] == 2 * 9600, "both clauses' audio was sent, the first whole"
 
 
 def test_a_draft_on_different_words_is_thrown_away_and_the_reply_uses_the_final(
@@ -214,6 +220,10 @@ def test_a_draft_at_a_pause_is_thrown_away_when_the_learner_goes_on(voice_sessio
     # (The first draft may be thrown away before its request is even sent.)
     assert whole in wire.requests[-1].body["messages"][-1]["content"]
     assert _drafts() == (used + 1, discarded + 1), "the draft on 'Hello Dana.' was thrown away"
+    first_partial = log.index("partial")
+    assert log.index("draft discarded") < log.index("partial", first_partial + 1), (
+        "thrown away when the learner went on, before the next partial"
+    )
     stored = list(Message.objects.filter(session=voice_session).values_list("role", "text"))
     assert [role for role, _ in stored] == ["persona", "learner", "persona"]
     assert stored[1][1] == whole
