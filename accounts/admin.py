@@ -423,8 +423,22 @@ class AuditActionFilter(admin.SimpleListFilter):
         return queryset.filter(action=self.value()) if self.value() else queryset
 
 
+class ReadOnlyAdmin(OrganizationScopedAdmin):
+    """Rows the app writes (audit events, usage records): read, never added, changed or
+    deleted by hand."""
+
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
+        return False
+
+
 @admin.register(AuditEvent)
-class AuditEventAdmin(OrganizationScopedAdmin):
+class AuditEventAdmin(ReadOnlyAdmin):
     """Read-only; organization admins see their organization's events, operators all."""
 
     list_display = ["created_at", "actor_label", "action_label", "target_type", "target_id",
@@ -447,12 +461,3 @@ class AuditEventAdmin(OrganizationScopedAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return access.can_read_audit_log(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False

@@ -9,12 +9,12 @@ from django.db.models import Model
 from django.http import HttpRequest
 
 from accounts import access
-from accounts.admin import OrganizationScopedAdmin
+from accounts.admin import ReadOnlyAdmin
 from voice.models import AvatarSession
 
 
 @admin.register(AvatarSession)
-class AvatarSessionAdmin(OrganizationScopedAdmin):
+class AvatarSessionAdmin(ReadOnlyAdmin):
     """Read-only: written by the calls; the month's total is what the budget counts."""
 
     list_display = ["started_at", "learner", "provider", "minutes", "ended_at", "ended_reason"]
@@ -38,12 +38,3 @@ class AvatarSessionAdmin(OrganizationScopedAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
         return access.is_manager(request.user)
-
-    def has_add_permission(self, request: HttpRequest) -> bool:
-        return False
-
-    def has_change_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False
-
-    def has_delete_permission(self, request: HttpRequest, obj: Model | None = None) -> bool:
-        return False

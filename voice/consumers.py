@@ -369,7 +369,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         assert self.conversation is not None
         try:
             message = json.loads(text)
-        except ValueError:
+        except (ValueError, RecursionError):  # RecursionError: nested too deeply
             await self._complain("bad_message", "That was not valid JSON.")
             return
         kind = message.get("type") if isinstance(message, dict) else None

@@ -640,6 +640,17 @@ class ElevenLabsStub(_Stub):
         )
 
 
+def run_bounded(coroutine: Any) -> Any:
+    """Await a coroutine from a synchronous test, on a fresh event loop (bounded, so a
+    client bug fails the test instead of hanging the suite)."""
+    running_loop = asyncio._get_running_loop()
+    asyncio._set_running_loop(None)  # a browser test's Playwright may have left one marked
+    try:
+        return asyncio.run(asyncio.wait_for(coroutine, 30))
+    finally:
+        asyncio._set_running_loop(running_loop)
+
+
 @contextlib.asynccontextmanager
 async def running(stub: _Stub) -> AsyncIterator[Any]:
     await stub.start()

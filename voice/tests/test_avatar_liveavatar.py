@@ -43,20 +43,12 @@ from voice.tests.avatar_server import (
     SERVER_ERROR,
     LiveAvatarStub,
 )
-from voice.tests.speech_servers import HttpResponse, running
+from voice.tests.speech_servers import HttpResponse, run_bounded, running
 
 SECOND = 48_000  # bytes of 24 kHz 16-bit mono PCM
 
 
-def run(coroutine):
-    """Await a coroutine from a synchronous test, on a fresh event loop (bounded, so a
-    client bug fails the test instead of hanging the suite)."""
-    running_loop = asyncio._get_running_loop()
-    asyncio._set_running_loop(None)  # a browser test's Playwright may have left one marked
-    try:
-        return asyncio.run(asyncio.wait_for(coroutine, 30))
-    finally:
-        asyncio._set_running_loop(running_loop)
+run = run_bounded
 
 
 @pytest.fixture(autouse=True)

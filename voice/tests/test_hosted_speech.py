@@ -25,6 +25,7 @@ from voice.tests.speech_servers import (
     HttpResponse,
     OpenAIStub,
     phrase_for,
+    run_bounded,
     running,
     sample_for,
     samples_of,
@@ -38,15 +39,7 @@ TTS_MODEL = "eleven_flash_v2_5"
 VOICE = "21m00Tcm4TlvDq8ikWAM"
 
 
-def run(coroutine):
-    """Await a coroutine from a synchronous test, on a fresh event loop (bounded, so a
-    client bug fails the test instead of hanging the suite)."""
-    running_loop = asyncio._get_running_loop()
-    asyncio._set_running_loop(None)  # a browser test's Playwright may have left one marked
-    try:
-        return asyncio.run(asyncio.wait_for(coroutine, 30))
-    finally:
-        asyncio._set_running_loop(running_loop)
+run = run_bounded
 
 
 @pytest.fixture(autouse=True)

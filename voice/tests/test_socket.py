@@ -109,6 +109,7 @@ def test_bad_messages_get_an_error_change_nothing_and_the_call_goes_on(voice_ses
         await client.communicator.send_to(bytes_data=b"\x01\x02\x03")  # odd length
         await client.communicator.send_to(bytes_data=b"\0" * 4000)  # 125 ms in one frame
         await client.communicator.send_to(text_data="{not json")
+        await client.communicator.send_to(text_data="[" * 20_000)  # too deep to read
         await client.send_json({"type": "dance"})
         await client.communicator.send_to(text_data='"just a string"')
         await client.send_json({"type": "playback", "reply_id": "x", "played_ms": -1})
@@ -120,7 +121,7 @@ def test_bad_messages_get_an_error_change_nothing_and_the_call_goes_on(voice_ses
         return errors, pong
 
     errors, pong = run(misbehave())
-    assert [e["code"] for e in errors] == ["bad_audio", "bad_audio"] + ["bad_message"] * 5
+    assert [e["code"] for e in errors] == ["bad_audio", "bad_audio"] + ["bad_message"] * 6
     assert all(not e["fatal"] and e["message"] for e in errors)
     assert "16 kHz" in errors[0]["message"]
     assert pong["t"] == 7
