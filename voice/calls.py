@@ -9,7 +9,7 @@ and one every VOICE_RECHECK_SECONDS, never per audio frame.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
@@ -40,7 +40,8 @@ class OpenedCall:
     messages: list[dict[str, Any]] = field(default_factory=list)
 
 
-def _month_start() -> Any:
+def month_start() -> datetime:
+    """The start of this calendar month: monthly voice and avatar budgets count from it."""
     return timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
 
 
@@ -49,7 +50,7 @@ def _minutes_left(organization_id: int, budget_minutes: int | None) -> float | N
         return None
     used = (
         VoiceCall.objects.filter(
-            organization_id=organization_id, started_at__gte=_month_start()
+            organization_id=organization_id, started_at__gte=month_start()
         ).aggregate(total=Sum("seconds"))["total"]
         or 0
     )

@@ -16,10 +16,12 @@ from datetime import timedelta
 import structlog
 from django.conf import settings
 from django.db import transaction
-from django.db.models import Sum
+from django.db.models import QuerySet, Sum
 from django.utils import timezone
 
 from accounts.models import Organization
+from voice.avatar import get_avatar_provider
+from voice.calls import month_start
 from voice.models import AvatarSession, VoiceCall
 
 logger = structlog.get_logger(__name__)
@@ -32,22 +34,18 @@ class AvatarRefusal:
     message: str
 
 
-def _month_start() -> timezone.datetime:
-    return timezone.now().replace(day=1, hour=0, minute=0, second=0, microsecond=0)
-
-
 def minutes_used(organization_id: int) -> float:
     """Hosted avatar minutes the organization used this calendar month."""
     seconds = (
         AvatarSession.objects.filter(
-            organization_id=organization_id, started_at__gte=_month_start()
+            organization_id=organization_id, started_at__gte=month_start()
         ).aggregate(total=Sum("seconds"))["total"]
         or 0
     )
     return seconds / 60
 
 
-def _open_sessions(organization_id: int):  # noqa: ANN202 (a queryset)
+def _open_sessions(organization_id: int) -> QuerySet[AvatarSession]:
     live_after = timezone.now() - timedelta(seconds=settings.AVATAR_IDLE_SECONDS)
     return AvatarSession.objects.filter(
         organization_id=organization_id, ended_at__isnull=True, last_seen_at__gte=live_after
@@ -117,23 +115,19 @@ def sweep() -> int:
     platform's provider account still lists that no open row knows: stop them at the
     provider (each is billed until its own idle timeout), then mark them ended. Returns
     how many were stopped or ended."""
-    from voice.avatar import get_avatar_provider
-
     stale_before = timezone.now() - timedelta(seconds=settings.AVATAR_IDLE_SECONDS)
     stale = list(AvatarSession.objects.filter(ended_at__isnull=True, last_seen_at__lt=stale_before))
     for avatar in stale:
         if avatar.provider_session_id:
-            _stop_at_provider(
-                get_avatar_provider, avatar.organization_id, avatar.provider_session_id
-            )
+            _stop_at_provider(avatar.organization_id, avatar.provider_session_id)
         seconds = (avatar.last_seen_at - avatar.started_at).total_seconds()
         end(avatar.pk, seconds=max(avatar.seconds, seconds), reason="ended by the sweeper")
-    return len(stale) + _stop_unknown(get_avatar_provider)
+    return len(stale) + _stop_unknown()
 
 
-def _stop_at_provider(get_provider, organization_id: int | None, session_id: str) -> bool:  # noqa: ANN001
+def _stop_at_provider(organization_id: int | None, session_id: str) -> bool:
     try:
-        provider = get_provider(organization_id)
+        provider = get_avatar_provider(organization_id)
         stop = getattr(provider, "stop_session", None)
         if stop is None:
             return False
@@ -144,11 +138,11 @@ def _stop_at_provider(get_provider, organization_id: int | None, session_id: str
         return False
 
 
-def _stop_unknown(get_provider) -> int:  # noqa: ANN001
+def _stop_unknown() -> int:
     """Sessions the platform key's account lists as active that no open row knows (the
     key must belong to this installation alone)."""
     try:
-        provider = get_provider(None)
+        provider = get_avatar_provider(None)
         listing = getattr(provider, "active_session_ids", None)
         if listing is None:
             return 0
@@ -164,4 +158,4 @@ def _stop_unknown(get_provider) -> int:  # noqa: ANN001
         )
     )
     unknown = [session_id for session_id in listed if session_id not in known]
-    return sum(_stop_at_provider(get_provider, None, session_id) for session_id in unknown)
+    return sum(_stop_at_provider(None, session_id) for session_id in unknown)
