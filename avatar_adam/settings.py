@@ -613,7 +613,6 @@ VOICE_MAX_CALLS_PER_USER = env.int("VOICE_MAX_CALLS_PER_USER", default=1)
 VOICE_IDLE_SECONDS = env.int("VOICE_IDLE_SECONDS", default=30)
 VOICE_RECHECK_SECONDS = env.float("VOICE_RECHECK_SECONDS", default=2.0)
 VOICE_TICKET_SECONDS = env.int("VOICE_TICKET_SECONDS", default=60)
-VOICE_MAX_TURN_SECONDS = env.int("VOICE_MAX_TURN_SECONDS", default=60)
 # Audio may arrive this much faster than real time (network bunching) before a refusal.
 VOICE_MAX_AUDIO_AHEAD_MS = env.int("VOICE_MAX_AUDIO_AHEAD_MS", default=2000)
 
