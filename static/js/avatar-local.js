@@ -37,6 +37,7 @@ class LocalAvatar {
     this.interruptedUntil = 0;
     this.interruptedTimer = null;
     this.shown = 0;
+    this.hearing = false; // a reply chunk is where the learner hears it now
     this.mouthLoop();
   }
 
@@ -75,7 +76,11 @@ class LocalAvatar {
       this.face.setState("idle", this.callSentence);
       return;
     }
-    const [state, sentence] = look;
+    // The face speaks while its reply is heard, decided in the same frame as the mouth
+    // (the panel re-renders on playback only every quarter second): the mouth never moves
+    // under a "thinking" face, nor under a listening one while the learner talks over it
+    // (until the barge-in flushes the reply).
+    const [state, sentence] = this.hearing ? LOOKS.speaking : look;
     if (state !== "speaking" && performance.now() < this.interruptedUntil) {
       this.face.setState("interrupted", "Interrupted");
       return;
@@ -87,6 +92,10 @@ class LocalAvatar {
   mouthLoop() {
     const draw = () => {
       const heard = this.player.loudness();
+      if (Boolean(heard) !== this.hearing) {
+        this.hearing = Boolean(heard);
+        this.update();
+      }
       if (!heard || heard.rms <= 0 || 20 * Math.log10(heard.rms) < PRESENT_DB) {
         this.shown = 0; // nothing playing (or flushed): shut now, not gradually
         this.face.setMouth(0, 0);
