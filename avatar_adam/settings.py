@@ -426,13 +426,18 @@ SECURE_PROXY_SSL_HEADER = (
     ("HTTP_X_FORWARDED_PROTO", "https") if env.bool("BEHIND_TLS_PROXY", default=False) else None
 )
 X_FRAME_OPTIONS = "DENY"
+# The hosted avatar's LiveKit rooms, which the voice page joins (static/js/avatar-livekit.js):
+# LiveAvatar's rooms are on LiveKit Cloud (its signalling socket and region lookup).
+AVATAR_ROOM_ORIGINS = env.list(
+    "AVATAR_ROOM_ORIGINS", default=["wss://*.livekit.cloud", "https://*.livekit.cloud"]
+)
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {
         "default-src": ["'self'"],
         "script-src": ["'self'"],
         "style-src": ["'self'"],
         "img-src": ["'self'", "data:"],
-        "connect-src": ["'self'"],
+        "connect-src": ["'self'", *AVATAR_ROOM_ORIGINS],
         "media-src": ["'self'", "blob:"],
         "object-src": ["'none'"],
         "base-uri": ["'none'"],

@@ -39,7 +39,16 @@ MAX_MESSAGE_BYTES = 64 * 1024
 MIN_FRAME_BYTES = 2  # one sample; 10-60 ms (320-1,920 bytes) is what clients should send
 MAX_FRAME_BYTES = 1920
 MAX_ERRORS = 20
-CONTROL_TYPES = {"start", "stop", "interrupt", "ptt_down", "ptt_up", "playback", "ping"}
+CONTROL_TYPES = {
+    "start",
+    "stop",
+    "interrupt",
+    "ptt_down",
+    "ptt_up",
+    "playback",
+    "ping",
+    "avatar_stop",
+}
 
 
 def group_name(session_id: int) -> str:
@@ -411,6 +420,14 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             await conversation.ptt_down()
         elif kind == "ptt_up":
             await conversation.ptt_up()
+        elif kind == "avatar_stop":
+            # The page could not join the hosted avatar's room, or it dropped: nobody sees
+            # the face, so it is closed (and no longer billed); the call goes on.
+            reason = message.get("reason")
+            reason = reason[:200] if isinstance(reason, str) else "no reason given"
+            if self.avatar is not None:
+                logger.info("avatar_stopped_by_client", reason=reason)
+                await self._drop_avatar(f"the page: {reason}")
         elif kind == "playback":
             reply_id, played = message.get("reply_id"), message.get("played_ms")
             if not isinstance(reply_id, int) or not isinstance(played, int | float) or played < 0:

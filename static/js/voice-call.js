@@ -6,6 +6,7 @@
 import { MicrophoneCapture, explainMicrophoneError } from "./voice-capture.js";
 import { ReplyPlayer } from "./voice-playback.js";
 import { mountAvatar } from "./avatar-local.js";
+import { HostedAvatar } from "./avatar-livekit.js";
 
 const PROTOCOL = 1;
 const PING_MS = 10000;
@@ -86,7 +87,9 @@ class VoiceCall {
     this.capture.addEventListener("status", (event) => this.micStatus(event.detail));
     this.player = new ReplyPlayer();
     // The persona's face, when the page shows the local one (avatar-local.js).
-    this.avatar = mountAvatar(document.querySelector("[data-avatar-provider]"), this.player);
+    this.face = document.querySelector("[data-avatar-provider]");
+    this.avatar = mountAvatar(this.face, this.player);
+    this.hosted = null; // the hosted avatar's room (avatar-livekit.js), while joined
     this.bind();
     this.render();
     this.meterLoop();
@@ -193,6 +196,7 @@ class VoiceCall {
     // any other close cuts the reply: the server finishes it, the next session.ready has it.
     if (code !== 1000 || this.phase === "ending") this.player.flush();
     this.wasPlaying = false;
+    this.leaveHostedAvatar(); // the server closed its side with the socket
     if (this.phase === "ending" || this.phase === "ended" || this.phase === "idle") {
       this.finish(""); // the learner ended it
       return;
@@ -233,6 +237,7 @@ class VoiceCall {
     window.clearInterval(this.tick);
     window.clearInterval(this.pinger);
     this.capture.stop();
+    this.leaveHostedAvatar();
     const player = this.player;
     window.setTimeout(() => {
       if (this.phase === "ended") player.close(); // unless a new call has started meanwhile
@@ -347,7 +352,9 @@ class VoiceCall {
     this.speaker = event.mode === "training" ? "Trainer" : this.panel.dataset.persona || "Persona";
     this.showTranscript(event.messages || []);
     this.phase = "live";
-    this.send({ type: "start", mode: this.mode });
+    // A page with the LiveKit client can show the hosted avatar (PROTOCOL.md, avatar.ready).
+    const faces = this.face && this.face.dataset.livekitSrc ? ["livekit"] : [];
+    this.send({ type: "start", mode: this.mode, avatar: faces });
     this.started = true;
     if (this.pttHeld) this.send({ type: "ptt_down" });
     if (this.attempt) this.clearNotice();
@@ -523,6 +530,32 @@ class VoiceCall {
     notice.hidden = false;
   }
 
+  /** Join the hosted avatar's room (avatar.ready with provider "liveavatar"). While its
+   * audio plays, ours is silenced but kept scheduled; if the room fails or drops, ours is
+   * heard again from where the reply is, the page's own face returns and the server is
+   * told to close the avatar (nobody sees it: it must not be billed). */
+  joinHostedAvatar(event) {
+    this.leaveHostedAvatar();
+    if (!this.face) return;
+    const hosted = new HostedAvatar(this.face, {
+      onAudio: (playing) => this.player.silence(playing),
+      onLost: (reason) => {
+        if (this.hosted !== hosted) return;
+        this.hosted = null;
+        this.send({ type: "avatar_stop", reason });
+        this.showNotice(`The video avatar stopped: ${reason}. The call goes on with voice.`);
+      },
+    });
+    this.hosted = hosted;
+    hosted.join(event).catch(() => {}); // onLost has told the learner and the server
+  }
+
+  leaveHostedAvatar() {
+    const hosted = this.hosted;
+    this.hosted = null;
+    if (hosted) hosted.leave();
+  }
+
   clearNotice() {
     this.el.notice.textContent = "";
     this.el.notice.hidden = true;
@@ -578,6 +611,13 @@ VoiceCall.prototype.handlers = {
       this.showNotice("The conversation has ended. Your debrief is being prepared.");
       this.endAfterPlayback = true;
     }
+  },
+  "avatar.ready"(event) {
+    if (event.provider === "liveavatar") this.joinHostedAvatar(event);
+  },
+  "avatar.unavailable"(event) {
+    this.leaveHostedAvatar(); // the server has closed it
+    this.showNotice(event.message);
   },
   "turn.metrics"(event) {
     const ms = event.timings_ms && event.timings_ms.voice_to_voice;

@@ -93,6 +93,7 @@ export class ReplyPlayer {
     this.playedTotalMs = 0; // every earlier reply's audio played
     this.underruns = 0;
     this.levels = []; // {start, duration, rms, zcr} of each scheduled chunk, for loudness()
+    this.silenced = false; // a hosted avatar plays the reply: ours is scheduled, not heard
   }
 
   /** Create the audio graph and the echo-cancellable route. Returns the route. */
@@ -104,6 +105,7 @@ export class ReplyPlayer {
     this.context = context;
     if (context.state !== "running") await context.resume().catch(() => {});
     const output = context.createGain();
+    output.gain.value = this.silenced ? 0 : 1;
     this.output = output;
     let loopback = null;
     try {
@@ -292,6 +294,17 @@ export class ReplyPlayer {
   }
 
   /** Reply audio is coming out of the speaker now (or is scheduled to, in a moment). */
+  /** Silence (or hear again) the reply audio without unscheduling it: a hosted avatar's
+   * own audio carries the reply meanwhile, and when its room drops the learner hears ours
+   * from where the reply is. A 10 ms ramp: no click. */
+  silence(on) {
+    this.silenced = on;
+    if (!this.output || !this.context) return;
+    const gain = this.output.gain;
+    gain.cancelScheduledValues(this.context.currentTime);
+    gain.setTargetAtTime(on ? 0 : 1, this.context.currentTime, 0.01);
+  }
+
   get playing() {
     if (!this.context) return false;
     const now = this.context.currentTime;
@@ -308,6 +321,7 @@ export class ReplyPlayer {
     }
     if (this.context) this.context.close().catch(() => {});
     this.context = null;
+    this.output = null;
     this.loopback = null;
     this.element = null;
     this.route = "none";

@@ -11,6 +11,11 @@ the commands and the audio, and answers as the docs describe: `session.state_upd
 It can be told to answer the token or start call with any response (401, 402, 429, 500),
 to hang, never to report `connected`, to end the session itself, or to drop the socket
 after so many audio packets.
+
+With `serve_room`, the LiveKit URL it hands out is its own port: a browser's LiveKit
+client that joins it is recorded (`room_tokens`, the access token it presented) and
+refused as LiveKit refuses a bad token (401 on the signalling socket and on its validate
+call). There is no LiveKit server here: a room that works is not tested.
 """
 
 from __future__ import annotations
@@ -20,7 +25,9 @@ import base64
 import binascii
 import contextlib
 import json
+import threading
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
@@ -71,6 +78,7 @@ class LiveAvatarStub(_Stub):
         end_after_connect: bool = False,
         drop_after_packets: int | None = None,
         speak_ended_delay: float = 0.02,
+        serve_room: bool = False,
     ) -> None:
         super().__init__()
         self.token_response = token_response
@@ -79,6 +87,8 @@ class LiveAvatarStub(_Stub):
         self.end_after_connect = end_after_connect
         self.drop_after_packets = drop_after_packets
         self.speak_ended_delay = speak_ended_delay
+        self.serve_room = serve_room
+        self.room_tokens: list[str] = []  # access tokens a LiveKit client joined with
         self.sessions: dict[str, StubSession] = {}
         self.token_bodies: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
@@ -107,6 +117,14 @@ class LiveAvatarStub(_Stub):
 
     async def http(self, request: HttpRequest) -> HttpResponse:
         route = (request.method, request.path)
+        if self.serve_room and request.method == "GET" and request.path.startswith("/rtc"):
+            # LiveKit's client asks why its signalling socket was refused.
+            self.room_tokens.extend(request.query.get("access_token", []))
+            return HttpResponse(
+                401,
+                b"invalid token: this stub has no LiveKit room",
+                {"Access-Control-Allow-Origin": "*", "Content-Type": "text/plain"},
+            )
         if route == ("POST", "/v1/sessions/token"):
             return self._token(request)
         if route == ("POST", "/v1/sessions/start"):
@@ -165,7 +183,11 @@ class LiveAvatarStub(_Stub):
                 "code": 100,
                 "data": {
                     "session_id": session.session_id,
-                    "livekit_url": "wss://livekit.stub.invalid",
+                    "livekit_url": (
+                        f"ws://127.0.0.1:{self.port}"
+                        if self.serve_room
+                        else "wss://livekit.stub.invalid"
+                    ),
                     "livekit_client_token": f"lk-client-{session.session_id}",
                     "livekit_agent_token": f"lk-agent-{session.session_id}",
                     "max_session_duration": 1200,
@@ -217,6 +239,9 @@ class LiveAvatarStub(_Stub):
 
     def handshake(self, connection: ServerConnection, request: Request) -> Response | None:
         parts = urlsplit(request.path)
+        if self.serve_room and parts.path.startswith("/rtc"):
+            self.room_tokens.extend(parse_qs(parts.query).get("access_token", []))
+            return connection.respond(401, "invalid token: this stub has no LiveKit room")
         pieces = parts.path.strip("/").split("/")
         session = self.sessions.get(pieces[2]) if len(pieces) == 4 else None
         if session is None or pieces[3] != "ws":
@@ -315,3 +340,20 @@ class LiveAvatarStub(_Stub):
                     ws,
                     {"type": "agent.speak_ended", "event_id": event_id, "task": {"id": event_id}},
                 )
+
+
+@contextlib.contextmanager
+def running_in_thread(stub: LiveAvatarStub) -> Iterator[LiveAvatarStub]:
+    """The stub on an event loop of its own thread, for tests that are not async (a
+    browser test, whose server runs in another process)."""
+    loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, name="liveavatar-stub", daemon=True)
+    thread.start()
+    asyncio.run_coroutine_threadsafe(stub.start(), loop).result(10)
+    try:
+        yield stub
+    finally:
+        asyncio.run_coroutine_threadsafe(stub.stop(), loop).result(10)
+        loop.call_soon_threadsafe(loop.stop)
+        thread.join(10)
+        loop.close()

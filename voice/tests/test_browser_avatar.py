@@ -13,6 +13,8 @@ import pytest
 
 from conftest import _browser_tab
 from training.tests.factories import make_scenario
+from voice.models import AvatarSession
+from voice.tests.avatar_server import AVATAR_ID, LIVEAVATAR_KEY, LiveAvatarStub, running_in_thread
 from voice.tests.test_browser_voice import (  # noqa: F401 (spoken_wav, voice_chromium: fixtures)
     LONG_OBJECTION,
     spoken_wav,
@@ -48,6 +50,28 @@ document.addEventListener("DOMContentLoaded", () => {
 
 @pytest.fixture
 def face_page(voice_chromium, live_stack, request):  # noqa: F811
+    with _browser_tab(voice_chromium, live_stack, request, height=900) as tab:
+        tab.add_init_script(FACE_RECORDER)
+        yield tab
+
+
+@pytest.fixture
+def room_stub(monkeypatch):
+    """LiveAvatar, as the stack (another process) will use it: the stub on its own thread,
+    the stack's environment pointing at it, and its rooms allowed by the page's CSP."""
+    with running_in_thread(LiveAvatarStub(serve_room=True)) as stub:
+        origin = f"127.0.0.1:{stub.port}"
+        monkeypatch.setenv("AVATAR_PROVIDER", "liveavatar")
+        monkeypatch.setenv("LIVEAVATAR_API_KEY", LIVEAVATAR_KEY)
+        monkeypatch.setenv("LIVEAVATAR_AVATAR_ID", AVATAR_ID)
+        monkeypatch.setenv("LIVEAVATAR_BASE_URL", stub.base_url)
+        monkeypatch.setenv("PROVIDER_ENDPOINTS_ALLOW_PRIVATE", "true")
+        monkeypatch.setenv("AVATAR_ROOM_ORIGINS", f"ws://{origin},http://{origin}")
+        yield stub
+
+
+@pytest.fixture
+def hosted_face_page(room_stub, voice_chromium, live_stack, request):  # noqa: F811
     with _browser_tab(voice_chromium, live_stack, request, height=900) as tab:
         tab.add_init_script(FACE_RECORDER)
         yield tab
@@ -174,3 +198,51 @@ def test_talked_over_the_face_shuts_its_mouth_at_once_and_looks_interrupted(face
     assert all(opening == 0 for opening in interrupted[1:]), interrupted
     page.get_by_role("button", name="End call").click()
     assert page.console_errors == []
+
+
+def test_a_hosted_face_whose_room_fails_is_closed_and_the_call_goes_on(hosted_face_page,
+                                                                       room_stub, bob, acme,
+                                                                       password):  # fmt: skip
+    """LiveAvatar opens (the stub), the page loads the vendored LiveKit client and joins
+    the room it was given with the client token; the room refuses it. The learner is told
+    in one sentence, the server closes the avatar (nobody sees it: it is not billed on),
+    and the call goes on: the reply is heard, from the page's own face."""
+    page = hosted_face_page
+    stub = room_stub
+    make_scenario(acme)
+    start_voice_session(page, bob, password)
+    page.get_by_role("button", name="Start call").click()
+    notice = page.locator("#voice-notice")
+    wait_until(
+        page,
+        lambda: notice.is_visible() and "video avatar stopped" in notice.inner_text(),
+        40,
+        "the notice that the video avatar stopped",
+    )
+    assert "The call goes on with voice" in notice.inner_text()
+    session = stub.session()
+    # The page joined the room it was given, with the browser's token and nothing else.
+    assert set(stub.room_tokens) == {f"lk-client-{session.session_id}"}, stub.room_tokens
+    assert page.evaluate("typeof window.LivekitClient.Room") == "function"
+    wait_until(page, lambda: session.stopped_with is not None, 15, "the avatar closed")
+    assert session.stopped_with == "session_token"
+
+    # The call goes on with the page's face: the reply plays and its mouth moves.
+    wait_until(page, lambda: spoke_and_listened_again(page), 90, "the reply heard")
+    speaking = [o for state, o in page.evaluate("window.__face.samples") if state == "speaking"]
+    assert max(speaking) > 0.2, speaking
+    assert page.locator(".avatar-video").count() == 0
+    assert page.locator("#avatar .avatar-figure").is_visible()
+
+    record = AvatarSession.objects.get()
+    assert record.ended_at is not None
+    assert record.provider_session_id == session.session_id
+    assert "the page" in record.ended_reason, record.ended_reason
+    html = page.content()
+    assert LIVEAVATAR_KEY not in html
+    assert session.session_token not in html
+    # The room's origin is allowed by the page's CSP (it was refused by the room itself).
+    blocked = [e for e in page.console_errors if "Content Security Policy" in e]
+    assert blocked == [], blocked
+    assert stub.problems == []
+    page.get_by_role("button", name="End call").click()

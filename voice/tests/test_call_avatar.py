@@ -98,6 +98,38 @@ def test_a_face_lost_mid_reply_is_ended_and_the_call_goes_on(voice_session, host
     assert avatar.ended_reason
 
 
+def test_a_page_that_cannot_join_the_room_has_the_face_closed_and_the_call_goes_on(
+    voice_session, hosted_avatar
+):
+    """The page says its room failed (`avatar_stop`): nobody sees the face, so it is
+    stopped at the provider and no longer counted, and the turn is still spoken."""
+
+    async def call():
+        async with running(LiveAvatarStub()) as stub:
+            hosted_avatar.LIVEAVATAR_BASE_URL = stub.base_url
+            client = call_for(voice_session.learner_for_test, voice_session.pk)
+            assert await client.connect()
+            await client.wait_for("session.ready")
+            await client.send_json({"type": "start", "avatar": ["livekit"]})
+            await client.wait_for("avatar.ready", timeout=10)
+            await client.send_json({"type": "avatar_stop", "reason": "the room refused us"})
+            await client.speak(silence(300) + spoken(SENTENCE) + silence(1500))
+            await client.wait_for("reply.done", timeout=60)
+            await client.disconnect()
+            return client, stub
+
+    client, stub = run(call())
+    session = stub.session()
+    assert session.stopped_with == "session_token"
+    assert not session.spoken, "no reply audio went to a face nobody sees"
+    assert len(client.audio) > 24_000, "the reply was spoken, by voice"
+    assert not client.of_type("error"), client.of_type("error")
+    avatar = AvatarSession.objects.get(session=voice_session)
+    assert avatar.ended_at is not None
+    assert avatar.ended_reason == "the page: the room refused us"
+    assert not stub.problems
+
+
 def test_a_barge_in_tells_the_face_to_stop(voice_session, hosted_avatar):
     async def call():
         async with running(LiveAvatarStub()) as stub:
