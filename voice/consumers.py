@@ -259,6 +259,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         await self._send_event({"type": "avatar.ready", **avatar.browser_info()})
 
     async def _avatar_event(self, event: AvatarEvent) -> None:
+        if event.kind != "lost" and self.conversation is not None:
+            self.conversation.avatar_event(event)
         if event.kind == "lost" and event.error is not None:
             # Not awaited here: the provider's own reader reports it, and closing the
             # session cancels that reader.
@@ -436,7 +438,9 @@ class VoiceConsumer(AsyncWebsocketConsumer):
                     "playback needs reply_id (an integer) and played_ms (a number ≥ 0).",
                 )
                 return
-            conversation.playback(reply_id, float(played))
+            conversation.playback(
+                reply_id, float(played), via_avatar=message.get("via") == "avatar"
+            )
 
     async def disconnect(self, code: int) -> None:
         if self.watchdog is not None:

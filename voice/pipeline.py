@@ -34,7 +34,7 @@ from training import turns
 from training.models import Message, MessageStatus
 from voice import metrics
 from voice.audio import INPUT_SAMPLE_RATE, duration_ms
-from voice.avatar.base import AvatarError, AvatarSession
+from voice.avatar.base import AvatarError, AvatarEvent, AvatarSession
 from voice.clauses import ClauseSplitter
 from voice.echo import ECHO_CORRELATION, EchoReference
 from voice.end_of_turn import completion_probability, turn_is_complete
@@ -103,6 +103,13 @@ class _Reply:
     client_report: tuple[float, float] | None = None  # (played_ms, when) from the client
     frozen_played_ms: float | None = None  # where the audio stopped, until the client says
     heard: list[str] = field(default_factory=list)  # text heard before a pause
+    # A hosted avatar speaking this reply: the client hears the avatar's audio (its
+    # `playback` reports say so), which starts when the avatar says `speak_started` for the
+    # utterance carrying it; the reply position that utterance starts at (after a resume).
+    avatar_voice: bool = False
+    avatar_utterance: str | None = None
+    avatar_started_at: float | None = None
+    avatar_from_ms: float = 0.0
     text: str = ""
     paused: bool = False
     paused_at_audio_ms: float = 0.0  # the call's learner-audio position when it stopped
@@ -118,15 +125,27 @@ class _Reply:
 
     def played_ms(self, now: float) -> float:
         """Audio of this reply the learner has heard: the client's report, else the
-        server's own clock of what a real-time player has played."""
+        server's own clock of what a real-time player has played; when the learner hears
+        a hosted avatar, no more than the avatar has spoken since its `speak_started`."""
         if self.client_report is not None:
             value, at = self.client_report
             if not self.paused:
                 value += (now - at) * 1000  # still playing since that report
-            return max(0.0, min(value, self.sent_ms))
-        if self.paused and self.frozen_played_ms is not None:
+            played = max(0.0, min(value, self.sent_ms))
+        elif self.paused and self.frozen_played_ms is not None:
             return self.frozen_played_ms
-        return max(0.0, self.sent_ms - max(0.0, self.play_end - now) * 1000)
+        else:
+            played = max(0.0, self.sent_ms - max(0.0, self.play_end - now) * 1000)
+        if self.avatar_voice:
+            if self.paused:
+                if self.frozen_played_ms is not None:
+                    played = min(played, self.frozen_played_ms)
+            else:
+                spoken = self.avatar_from_ms
+                if self.avatar_started_at is not None:
+                    spoken += (now - self.avatar_started_at) * 1000
+                played = min(played, spoken)
+        return played
 
     def heard_text(self, played_ms: float) -> tuple[str, int, int]:
         """The text heard up to `played_ms`, and where speech stopped: (text, clause index
@@ -342,6 +361,19 @@ class Conversation:
         """From now on the reply's audio also goes to this hosted face (the learner's
         page plays the face's audio and video instead of ours while it has them)."""
         self.avatar, self.on_avatar_lost = avatar, on_lost
+
+    def avatar_event(self, event: AvatarEvent) -> None:
+        """The face began speaking an utterance: if it is the current reply's, the learner
+        hearing the face has heard the reply from this moment (`_Reply.played_ms`)."""
+        reply = self.reply
+        if event.kind != "speak_started" or reply is None or reply.paused:
+            return
+        if reply.avatar_started_at is None and reply.avatar_utterance in (
+            None,
+            event.utterance_id,
+        ):
+            reply.avatar_utterance = event.utterance_id
+            reply.avatar_started_at = event.at
 
     async def _to_avatar(self, command: Callable[[AvatarSession], Awaitable[Any]]) -> None:
         """A command to the face; a face that is lost is dropped, and the call goes on."""
@@ -730,9 +762,10 @@ class Conversation:
                 timings = {"speech_ended": ended, "final": time.monotonic()}
                 await self._end_turn(segments, text, None, timings)
 
-    def playback(self, reply_id: int, played_ms: float) -> None:
+    def playback(self, reply_id: int, played_ms: float, *, via_avatar: bool = False) -> None:
         if self.reply is not None and self.reply.reply_id == reply_id:
             self.reply.client_report = (max(0.0, played_ms), time.monotonic())
+            self.reply.avatar_voice = via_avatar and self.avatar is not None
 
     async def interrupt(self) -> None:
         """The learner asked to stop the reply (a button): a confirmed interruption."""
@@ -845,6 +878,8 @@ class Conversation:
         reply.spans = []
         reply.audio = bytearray()
         reply.queued_ms = reply.sent_ms = played
+        # The face was told to stop at the pause: the rest is a new utterance of its own.
+        reply.avatar_from_ms, reply.avatar_utterance, reply.avatar_started_at = played, None, None
         reply.synthesis_done = False
         reply.paused = False
         reply.client_report = (played, time.monotonic())
@@ -977,6 +1012,8 @@ class Conversation:
                     return
                 await self.send_bytes(frame)
                 await self._to_avatar(lambda avatar, pcm=frame: avatar.speak(pcm))
+                if reply.avatar_utterance is None and self.avatar is not None:
+                    reply.avatar_utterance = self.avatar.utterance_id
                 self.echo.played(frame, OUTPUT_SAMPLE_RATE)
                 frame_ms = duration_ms(frame, OUTPUT_SAMPLE_RATE)
                 reply.sent_ms += frame_ms

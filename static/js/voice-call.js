@@ -320,7 +320,10 @@ class VoiceCall {
   }
 
   reportPlayback() {
-    if (this.started) this.send({ type: "playback", reply_id: this.player.replyId, played_ms: this.player.playedMs() });
+    if (!this.started) return;
+    const report = { type: "playback", reply_id: this.player.replyId, played_ms: this.player.playedMs() };
+    if (this.player.silenced) report.via = "avatar"; // the learner hears the hosted face's audio
+    this.send(report);
   }
 
   // --- server events ---------------------------------------------------------------

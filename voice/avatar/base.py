@@ -102,6 +102,11 @@ class AvatarSession(Protocol):
 
     provider: str
 
+    @property
+    def utterance_id(self) -> str | None:
+        """The id of the utterance `speak()` is filling (None between utterances): the id
+        its `speak_started` / `speak_ended` events carry."""
+
     def browser_info(self) -> dict[str, Any]:
         """What the page needs to show the face: always `{"provider": ...}`, plus the
         provider's room URL and client token for a hosted face. Never a key, a session

@@ -725,6 +725,10 @@ class LiveAvatarSession:
         if self.failure is None and not self.closed and self._current is not None:
             self._pack(self._current, everything=True)
 
+    @property
+    def utterance_id(self) -> str | None:
+        return self._current.id if self._current is not None else None
+
     async def speak(self, pcm: bytes) -> None:
         self._check()
         if not pcm:

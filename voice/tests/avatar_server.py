@@ -79,6 +79,7 @@ class LiveAvatarStub(_Stub):
         drop_after_packets: int | None = None,
         speak_ended_delay: float = 0.02,
         serve_room: bool = False,
+        speak_started_delay: float = 0.0,
     ) -> None:
         super().__init__()
         self.token_response = token_response
@@ -88,6 +89,8 @@ class LiveAvatarStub(_Stub):
         self.drop_after_packets = drop_after_packets
         self.speak_ended_delay = speak_ended_delay
         self.serve_room = serve_room
+        self.speak_started_delay = speak_started_delay  # the avatar renders this far behind
+        self.speak_started_at: dict[str, float] = {}  # event id -> loop time it was sent
         self.room_tokens: list[str] = []  # access tokens a LiveKit client joined with
         self.sessions: dict[str, StubSession] = {}
         self.token_bodies: list[dict[str, Any]] = []
@@ -300,6 +303,16 @@ class LiveAvatarStub(_Stub):
                     session.ended.add(started)
                     self.spawn(self._end_speaking(ws, session, started))
 
+    async def _start_speaking(self, ws: ServerConnection, event_id: str) -> None:
+        if self.speak_started_delay:
+            await asyncio.sleep(self.speak_started_delay)
+        self.speak_started_at[event_id] = asyncio.get_running_loop().time()
+        with contextlib.suppress(Exception):  # the socket closed meanwhile
+            await self.emit(
+                ws,
+                {"type": "agent.speak_started", "event_id": event_id, "task": {"id": event_id}},
+            )
+
     async def _speak(
         self, ws: ServerConnection, session: StubSession, command: dict[str, Any], size: int
     ) -> bool:
@@ -321,10 +334,7 @@ class LiveAvatarStub(_Stub):
         session.spoken.setdefault(event_id, bytearray()).extend(audio)
         if event_id not in session.started_events:
             session.started_events.add(event_id)
-            await self.emit(
-                ws,
-                {"type": "agent.speak_started", "event_id": event_id, "task": {"id": event_id}},
-            )
+            self.spawn(self._start_speaking(ws, event_id))
         if self.drop_after_packets is not None and len(self.packets) >= self.drop_after_packets:
             _abort(ws)
             return True

@@ -5,6 +5,7 @@ are capped; and whatever the avatar does, the call goes on with voice."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import json
 from datetime import timedelta
@@ -127,6 +128,45 @@ def test_a_page_that_cannot_join_the_room_has_the_face_closed_and_the_call_goes_
     avatar = AvatarSession.objects.get(session=voice_session)
     assert avatar.ended_at is not None
     assert avatar.ended_reason == "the page: the room refused us"
+    assert not stub.problems
+
+
+@pytest.mark.parametrize("via", ["avatar", None])
+def test_an_interrupted_reply_keeps_only_what_the_face_had_said(voice_session, hosted_avatar, via):
+    """The learner hears the face, which renders behind the audio it is sent (here it
+    starts 1.5 s late): a reply stopped before the face began is kept as nothing heard,
+    whatever the page's silenced player had reached. A page that plays our own audio
+    (`via` absent) keeps what its player reports."""
+
+    async def call():
+        async with running(LiveAvatarStub(speak_started_delay=1.5)) as stub:
+            hosted_avatar.LIVEAVATAR_BASE_URL = stub.base_url
+            client = call_for(voice_session.learner_for_test, voice_session.pk)
+            assert await client.connect()
+            await client.wait_for("session.ready")
+            await client.send_json({"type": "start", "avatar": ["livekit"]})
+            await client.wait_for("avatar.ready", timeout=10)
+            await client.speak(silence(300) + spoken(SENTENCE) + silence(1500))
+            started = await client.wait_for("reply.audio_started", timeout=60)
+            await asyncio.sleep(0.6)
+            report = {"type": "playback", "reply_id": started["reply_id"], "played_ms": 600}
+            await client.send_json(report | ({"via": via} if via else {}))
+            await client.send_json({"type": "interrupt"})
+            await client.wait_for("reply.done", timeout=60)
+            await client.disconnect()
+            return client, stub
+
+    client, stub = run(call())
+    interrupted = client.of_type("reply.interrupted")[0]
+    done = client.of_type("reply.done")[0]
+    assert done["interrupted"] is True
+    if via == "avatar":
+        assert not stub.speak_started_at, "the face had not begun when it was stopped"
+        assert interrupted["played_ms"] == 0
+        assert done["text"] == ""
+    else:
+        assert interrupted["played_ms"] >= 600
+        assert done["text"], "the words the page played are kept"
     assert not stub.problems
 
 
