@@ -74,11 +74,24 @@ def render_reply(text: str) -> str:
     )
 
 
+def prepare_for_page(message: Any) -> None:
+    """Set what the page shows of a message: `html` (a reply's safe HTML, its citation
+    numbers in order of first use) and `cited` (the passages it cites, under those
+    numbers: training/citations.py)."""
+    from training.citations import renumbered
+
+    if message.is_from_learner:
+        message.html, message.cited = "", []
+        return
+    text, message.cited = renumbered(message.text, message.citations or [])
+    message.html = render_reply(text)
+
+
 def message_html(message: Any) -> str:
     """One transcript entry as the chat page shows it (used for the end of a stream)."""
     from django.template.loader import render_to_string
 
-    message.html = "" if message.is_from_learner else render_reply(message.text)
+    prepare_for_page(message)
     return render_to_string(
         "training/session.html#message", {"message": message, "session": message.session}
     )

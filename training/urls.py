@@ -1,6 +1,6 @@
 from django.urls import path
 
-from training import views
+from training import passage_views, views
 
 app_name = "training"
 urlpatterns = [
@@ -13,6 +13,11 @@ urlpatterns = [
         "sessions/<int:session_id>/messages/<int:message_id>/stream/",
         views.reply_stream,
         name="reply-stream",
+    ),
+    path(
+        "sessions/<int:session_id>/messages/<int:message_id>/sources/<int:number>/",
+        passage_views.cited_passage,
+        name="cited-passage",
     ),
     path("sessions/<int:session_id>/end/", views.end, name="end"),
     path("sessions/<int:session_id>/debrief/", views.debrief, name="debrief"),

@@ -28,7 +28,7 @@ from training.models import (
     Message,
     Scenario,
 )
-from training.rendering import render_reply
+from training.rendering import prepare_for_page
 
 SESSION_PAGE = "training/session.html"
 
@@ -113,7 +113,7 @@ def _session_context(request: HttpRequest, session_id: int) -> dict[str, object]
     session = selectors.access_session(request.user, session_id)
     messages = list(session.messages.order_by("created_at", "id"))
     for message in messages:
-        message.html = render_reply(message.text) if not message.is_from_learner else ""
+        prepare_for_page(message)
     return {
         "session": session,
         "turns": messages,

@@ -50,6 +50,7 @@ PAGE_ID_URLS = {
     "training:end": TrainingSession,
     "training:debrief": TrainingSession,
     "training:reply-stream": TrainingSession,
+    "training:cited-passage": TrainingSession,
 }
 # URL names with parameters that are not organization objects.
 NOT_OBJECT_URLS = {
@@ -243,6 +244,8 @@ def test_pages_answer_404_for_another_organizations_objects(client, actor_name, 
         kwargs = {route.params[0]: target.pk}
         if len(route.params) > 1:  # a message inside the session
             kwargs[route.params[1]] = target.messages.first().pk
+        if len(route.params) > 2:  # the first source that message cites
+            kwargs[route.params[2]] = 1
         url = reverse(route.name, kwargs=kwargs)
         for method in ("get", "post"):
             response = getattr(client, method)(url)
