@@ -5,6 +5,11 @@ points at one place. Paragraphs are kept whole while they fit; a paragraph longe
 the target is split at sentence ends. Consecutive passages of one section overlap by
 about `overlap_tokens` of trailing sentences, so an answer that straddles a boundary is
 still found whole in one of them.
+
+Code (a block extracted as preformatted) stays code: fenced in Markdown so the answer and
+the passage view show it as code, kept whole in one passage when it fits (a passage is
+closed early rather than split it), else split between lines, never inside one; it is
+never cut into sentences or used as overlap.
 """
 
 from __future__ import annotations
@@ -54,9 +59,34 @@ def _split_long(text: str, limit: int, count: Callable[[str], int]) -> list[str]
     return pieces
 
 
+def fenced(code: str) -> str:
+    """`code` as a Markdown code block, its fence longer than any backtick run inside."""
+    longest = max((len(run) for run in re.findall(r"`+", code)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}\n{code}\n{fence}"
+
+
+def _code_pieces(code: str, limit: int, count: Callable[[str], int]) -> list[str]:
+    """A code block as one fenced piece, or split between lines into fenced pieces of at
+    most `limit` tokens (a single line longer than that stays whole)."""
+    whole = fenced(code)
+    if count(whole) <= limit:
+        return [whole]
+    pieces: list[str] = []
+    current: list[str] = []
+    for line in code.split("\n"):
+        if current and count(fenced("\n".join([*current, line]))) > limit:
+            pieces.append(fenced("\n".join(current)))
+            current = []
+        current.append(line)
+    if current:
+        pieces.append(fenced("\n".join(current)))
+    return pieces
+
+
 def _tail(text: str, tokens: int, count: Callable[[str], int]) -> str:
-    """The last whole sentences of `text` that fit in `tokens`."""
-    if tokens <= 0:
+    """The last whole sentences of `text` that fit in `tokens` (none of code)."""
+    if tokens <= 0 or text.startswith("```"):
         return ""
     kept: list[str] = []
     for sentence in reversed(_sentences(text)):
@@ -95,7 +125,12 @@ def chunk_blocks(
         if key != section_key:
             flush(keep_overlap=False)
             section_key = key
-        for piece in _split_long(block.text, target_tokens, count_tokens):
+        pieces = (
+            _code_pieces(block.text, target_tokens, count_tokens)
+            if getattr(block, "code", False)
+            else _split_long(block.text, target_tokens, count_tokens)
+        )
+        for piece in pieces:
             piece_size = count_tokens(piece)
             if parts and size + piece_size > target_tokens:
                 flush(keep_overlap=True)

@@ -92,6 +92,7 @@ class Block:
     text: str
     heading_path: list[str] = field(default_factory=list)
     page: int | None = None
+    code: bool = False  # preformatted: kept whole, line breaks and indentation intact
 
 
 @dataclass
@@ -241,6 +242,37 @@ def clean_text(text: str) -> str:
     return re.sub(r"\n{3,}", "\n\n", text).strip()
 
 
+def clean_code(text: str) -> str:
+    """Code keeps its indentation and line breaks: only control characters go, tabs stay,
+    and blank lines around it are trimmed."""
+    text = text.replace("\x00", "")
+    text = re.sub(r"[\x01-\x08\x0b\x0c\x0e-\x1f\x7f]", " ", text)
+    lines = [line.rstrip() for line in text.replace("\r\n", "\n").split("\n")]
+    while lines and not lines[0].strip():
+        lines.pop(0)
+    while lines and not lines[-1].strip():
+        lines.pop()
+    return "\n".join(lines)
+
+
+# reStructuredText / Sphinx markup that leaks into text: a role (":func:`len`",
+# ":py:meth:`~a.b`"), a directive or comment line (".. note::", ".. [1] text", "..
+# _label:"), and a field of a directive (":maxdepth: 2").
+_REST_ROLE = re.compile(r":(?:[a-z][\w-]*:)+`~?([^`]+)`")
+_REST_DIRECTIVE = re.compile(r"^\.\. (?:[\w:-]+::.*|_[^:]+:.*|\|[^|]+\|.*)$", re.MULTILINE)
+_REST_FOOTNOTE = re.compile(r"^\.\. (\[[^\]]+\])\s*", re.MULTILINE)
+_REST_OPTION = re.compile(r"^\s+:[a-z-]+:(?: .*)?$", re.MULTILINE)
+
+
+def clean_rest_markup(text: str) -> str:
+    """Prose without reST syntax: roles become their text, directive and label lines go,
+    a footnote keeps its number."""
+    text = _REST_ROLE.sub(lambda m: m.group(1).split(" <")[0], text)
+    text = _REST_DIRECTIVE.sub("", text)
+    text = _REST_FOOTNOTE.sub(lambda m: f"{m.group(1)} ", text)
+    return _REST_OPTION.sub("", text)
+
+
 # --- extractors -----------------------------------------------------------------------
 
 
@@ -255,7 +287,12 @@ def extract(path: Path, kind: str, *, max_pages: int, max_uncompressed: int) -> 
     }
     extraction = extractors[kind]()
     extraction.blocks = [
-        Block(clean_text(block.text), [clean_text(h) for h in block.heading_path], block.page)
+        Block(
+            clean_code(block.text) if block.code else clean_text(clean_rest_markup(block.text)),
+            [clean_text(h) for h in block.heading_path],
+            block.page,
+            block.code,
+        )
         for block in extraction.blocks
     ]
     extraction.blocks = [block for block in extraction.blocks if block.text]
@@ -395,6 +432,39 @@ def _docx_heading_level(style: str) -> int:
 
 HTML_DROP = ["script", "style", "noscript", "template", "iframe", "svg", "object", "embed", "nav"]
 HTML_BLOCKS = ["p", "li", "pre", "blockquote", "dd", "dt", "td", "th", "figcaption", "caption"]
+HEADINGS = ["h1", "h2", "h3", "h4", "h5", "h6"]
+# Page furniture, by structure: site headers and footers, navigation bars and sidebars,
+# DocBook's "Prev Up Home Next" tables and per-page tables of contents, Sphinx's
+# sidebar, "related" bar and permalink anchors, breadcrumbs, skip links.
+HTML_FURNITURE = (
+    "[role=navigation], [role=banner], [role=contentinfo], [role=search], aside, footer, "
+    "header, .navheader, .navfooter, .toc, .list-of-tables, .list-of-examples, "
+    ".sphinxsidebar, .related, .headerlink, .breadcrumb, .breadcrumbs, .skip-link, "
+    "#sidebar, .sidebar"
+)
+# Admonitions (DocBook's div.note… with an h3 "Note", Sphinx's .admonition): their title
+# is a label of the passage, not a section of the document.
+ADMONITIONS = ".note, .tip, .important, .warning, .caution, .admonition"
+
+
+def _enter_section(open_sections: list[tuple[int, str]], level: int, title: str) -> None:
+    """A heading of `level` closes the open sections at its level or deeper."""
+    while open_sections and open_sections[-1][0] >= level:
+        open_sections.pop()
+    open_sections.append((level, title))
+
+
+def _main_content(soup: Any) -> Any:
+    """The page's main content when it says which it is (<main>, role=main, one
+    <article>, Sphinx's div.body), else its body."""
+    for selector in ("main", "[role=main]", "div.body", "div.document"):
+        found = soup.select(selector)
+        if len(found) == 1:
+            return found[0]
+    articles = soup.find_all("article")
+    if len(articles) == 1:
+        return articles[0]
+    return soup.body or soup
 
 
 def _extract_html(html: str) -> Extraction:
@@ -403,24 +473,37 @@ def _extract_html(html: str) -> Extraction:
     soup = BeautifulSoup(html, "html.parser")
     for tag in soup(HTML_DROP):
         tag.decompose()
-    for tag in soup.select("[role=navigation], .sphinxsidebar, .related, footer, header"):
+    for tag in soup.select(HTML_FURNITURE):
         tag.decompose()
-    root = soup.body or soup
+    for admonition in soup.select(ADMONITIONS):
+        title = admonition.find([*HEADINGS, "p"], class_=["title", "admonition-title"])
+        if title is None:
+            title = admonition.find(HEADINGS)
+        if title is not None:
+            label = title.get_text(" ", strip=True).rstrip(":")
+            title.decompose()
+            first = admonition.find(HTML_BLOCKS)
+            if first is not None and label:
+                first.insert(0, f"{label}: ")
+    root = _main_content(soup)
     blocks: list[Block] = []
-    trail: list[str] = []
-    for element in root.find_all(["h1", "h2", "h3", "h4", "h5", "h6", *HTML_BLOCKS]):
+    # The open sections as (level, title): a heading closes those at its level or deeper,
+    # so on a page that starts at h2, sibling h3 sections stay siblings.
+    open_sections: list[tuple[int, str]] = []
+    for element in root.find_all([*HEADINGS, *HTML_BLOCKS]):
         if element.find_parent(HTML_BLOCKS):
             continue  # its text is part of the enclosing block
         text = element.get_text(" ", strip=True)
         if not text:
             continue
-        if element.name in ("h1", "h2", "h3", "h4", "h5", "h6"):
-            level = int(element.name[1])
-            trail = [*trail[: level - 1], text.rstrip("¶ ").strip()]
+        if element.name in HEADINGS:
+            _enter_section(open_sections, int(element.name[1]), text.rstrip("¶ ").strip())
             continue
+        trail = [title for _, title in open_sections]
         if element.name == "pre":
-            text = element.get_text()
-        blocks.append(Block(text, list(trail)))
+            blocks.append(Block(element.get_text(), trail, code=True))
+            continue
+        blocks.append(Block(text, trail))
     if not blocks:
         loose = root.get_text(" ", strip=True)
         if loose:
@@ -433,18 +516,19 @@ def _extract_markdown(source: str) -> Extraction:
 
     tokens = MarkdownIt("commonmark").enable("table").parse(source)
     blocks: list[Block] = []
-    trail: list[str] = []
+    open_sections: list[tuple[int, str]] = []
     heading_level = 0
     for token in tokens:
+        trail = [title for _, title in open_sections]
         if token.type == "heading_open":
             heading_level = int(token.tag[1])
         elif token.type == "inline" and heading_level:
-            trail = [*trail[: heading_level - 1], token.content]
+            _enter_section(open_sections, heading_level, token.content)
             heading_level = 0
         elif token.type == "inline":
-            blocks.append(Block(token.content, list(trail)))
+            blocks.append(Block(token.content, trail))
         elif token.type in ("fence", "code_block"):
-            blocks.append(Block(token.content, list(trail)))
+            blocks.append(Block(token.content, trail, code=True))
     return Extraction(blocks)
 
 

@@ -314,6 +314,23 @@ def sentences(text: str) -> list[str]:
     return [part.strip() for part in parts if part.strip()]
 
 
+# A fenced code block of a passage (knowledge.chunking.fenced): quoted whole, never cut
+# into "sentences".
+_FENCED = re.compile(r"^(`{3,})[^\n`]*\n.*?\n\1$", re.DOTALL | re.MULTILINE)
+
+
+def prose_and_code(text: str) -> list[tuple[str, bool]]:
+    """A passage as its sentences and its whole code blocks, in order: (piece, is_code)."""
+    pieces: list[tuple[str, bool]] = []
+    position = 0
+    for match in _FENCED.finditer(text):
+        pieces += [(sentence, False) for sentence in sentences(text[position : match.start()])]
+        pieces.append((match.group(0), True))
+        position = match.end()
+    pieces += [(sentence, False) for sentence in sentences(text[position:])]
+    return pieces
+
+
 class OfflineStandIn:
     """Scripted from the scenario and the retrieved passages; labelled as such on the page."""
 
@@ -343,10 +360,10 @@ class OfflineStandIn:
         wanted = keywords(context.learner_text)
         scored = []
         for passage in context.passages:
-            for sentence in sentences(passage.text):
-                overlap = len(wanted & keywords(sentence))
+            for piece, _ in prose_and_code(passage.text):
+                overlap = len(wanted & keywords(piece))
                 if overlap:
-                    scored.append((overlap, passage.number, sentence))
+                    scored.append((overlap, passage.number, piece))
         if not scored:
             return (
                 "The training materials do not cover that question, so I cannot answer it "
@@ -354,14 +371,27 @@ class OfflineStandIn:
                 "manager to add a document that covers it."
             )
         scored.sort(key=lambda item: (-item[0], item[1]))
+        # The best pieces, in the order they come in the passages: an extract that reads
+        # in sequence, code intact (a code block stands on its own after its source).
+        best: list[tuple[int, str]] = []
+        for _, number, piece in scored:
+            if piece not in (chosen for _, chosen in best):
+                best.append((number, piece))
+            if len(best) == 3:
+                break
+        best.sort(key=lambda item: (item[0], self._position(context, *item)))
         lines = ["Here is what the training materials say:", ""]
-        used: set[str] = set()
-        for _, number, sentence in scored[:3]:
-            if sentence in used:
-                continue
-            used.add(sentence)
-            lines.append(f"- {sentence} [{number}]")
-        return "\n".join(lines)
+        for number, piece in best:
+            if piece.startswith("```"):
+                lines += ["", f"From source [{number}]:", "", piece, ""]
+            else:
+                lines.append(f"- {piece} [{number}]")
+        return "\n".join(lines).strip()
+
+    @staticmethod
+    def _position(context: ConversationContext, number: int, piece: str) -> int:
+        passage = next(p for p in context.passages if p.number == number)
+        return passage.text.find(piece)
 
     async def astream(self, prompt: Prompt) -> AsyncIterator[TextDelta | Usage]:
         text = self.reply_text(prompt.context)

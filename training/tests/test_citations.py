@@ -103,3 +103,30 @@ def test_a_passage_removed_since_says_so(cited_reply, bob):
     response = _client(bob).get(f"/sessions/{session.pk}/messages/{reply.pk}/sources/1/")
     assert response.status_code == 410
     assert "has been removed from the knowledge base" in response.content.decode()
+
+
+NETWORK_GUIDE = """# Network guide
+
+## Interfaces
+
+Each interface is configured in /etc/network/interfaces. For a DHCP address on eth0:
+
+```
+auto eth0
+iface eth0 inet dhcp
+```
+
+Restart networking after editing the interfaces file.
+"""
+
+
+def test_the_offline_trainer_quotes_code_whole_and_the_page_shows_it_as_code(alice, bob, acme):
+    from training.rendering import prepare_for_page
+
+    ingested(alice, NETWORK_GUIDE.encode(), "network.md")
+    session = sessions.start_session(actor=bob, scenario_id=training_scenario(acme).pk)
+    reply = say(bob, session, "How do I configure a DHCP interface for eth0?")
+    assert "```\nauto eth0\niface eth0 inet dhcp\n```" in reply.text, reply.text
+    prepare_for_page(reply)
+    assert "<pre><code>auto eth0\niface eth0 inet dhcp\n</code></pre>" in reply.html, reply.html
+    assert "interface is configured" in reply.text  # the sentences around it, as sentences
