@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse, JsonResponse
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from avatar_adam.body_limits import body_limit, too_large_message
 from core.api_errors import error_body
 from core.redis_clients import RedisUnavailable
 
@@ -26,19 +27,22 @@ REDIS_DOWN_RETRY_AFTER_SECONDS = 30
 Handler = Callable[[HttpRequest], HttpResponse]
 
 
-def _too_large(request: HttpRequest, limit: int) -> HttpResponse:
-    message = f"The request body is too large: the limit is {limit:,} bytes."
+def _too_large(request: HttpRequest, limit: int, size: int | None = None) -> HttpResponse:
+    message = too_large_message(request.path_info, limit, size)
     if request.path.startswith("/api/"):
         return JsonResponse(error_body("request_too_large", message), status=413)
     return HttpResponse(message, status=413, content_type="text/plain; charset=utf-8")
 
 
 class RequestBodyLimitMiddleware:
-    """Refuse oversized bodies with 413 before reading them.
+    """Refuse oversized bodies with 413 by their declared length.
 
-    Multipart uploads may be up to REQUEST_BODY_MAX_BYTES; any other body (JSON, forms)
-    up to DATA_UPLOAD_MAX_MEMORY_SIZE. Bodies without a Content-Length are still capped
-    by Django's own limit, which raises RequestDataTooBig and is answered with 413 here.
+    The limits are avatar_adam.body_limits': REQUEST_BODY_MAX_BYTES for the addresses that
+    take document uploads, DATA_UPLOAD_MAX_MEMORY_SIZE for any other. Under Daphne the
+    request has already passed the same check before its body was read
+    (avatar_adam.daphne_requests); this one holds for servers that read the body first.
+    Bodies without a Content-Length are still capped by Django's own limit, which raises
+    RequestDataTooBig and is answered with 413 here.
     """
 
     def __init__(self, get_response: Handler) -> None:
@@ -49,14 +53,10 @@ class RequestBodyLimitMiddleware:
             length = int(request.META.get("CONTENT_LENGTH") or 0)
         except ValueError:
             length = 0
-        content_type = request.META.get("CONTENT_TYPE", "")
-        limit = (
-            settings.REQUEST_BODY_MAX_BYTES
-            if content_type.startswith("multipart/form-data")
-            else settings.DATA_UPLOAD_MAX_MEMORY_SIZE
-        )
-        if length > limit:
-            return _too_large(request, limit)
+        if length:
+            limit = body_limit(request.path_info)
+            if length > limit:
+                return _too_large(request, limit, length)
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:

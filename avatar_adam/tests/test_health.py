@@ -93,7 +93,7 @@ def test_an_oversized_upload_is_refused_with_413(client, settings):
     settings.REQUEST_BODY_MAX_BYTES = 1000
     response = client.generic(
         "POST",
-        "/login/",
+        "/knowledge/upload/",
         b"x" * 2000,
         content_type="multipart/form-data; boundary=zzz",
     )
