@@ -39,6 +39,7 @@ from core.filtering import (
     FilteredList,
     IdFilter,
     UtcDateTimeFilter,
+    read_query,
 )
 from core.idempotency import Stored, idempotent
 from core.pagination import (
@@ -360,7 +361,7 @@ class SessionListCreateView(FilteredCursorList, ListAPIView):
 
     def get_queryset(self):  # noqa: ANN201 - a queryset
         sessions = selectors.sessions_for(self.request.user)
-        everyone = self.request.query_params.get("everyone", "").lower() in ("true", "1")
+        everyone = self.request.query_params.get("everyone") == "true"  # else 400 (the filter)
         filtering_learner = bool(self.request.query_params.get("learner"))
         if access.is_manager(self.request.user) and (everyone or filtering_learner):
             return sessions.filter(is_preview=False)
@@ -591,9 +592,7 @@ class AnalyticsSummaryView(APIView):
     @extend_schema(parameters=[QuerySerializer], responses=SummarySerializer,
                    summary="Sessions, scores and assignment completion")  # fmt: skip
     def get(self, request: Request) -> Response:
-        query = self.QuerySerializer(data=request.query_params)
-        query.is_valid(raise_exception=True)
-        values = query.validated_data
+        values = read_query(self.QuerySerializer, request)
         summary = analytics.summarize(
             request.user,
             analytics.SummaryFilter(
