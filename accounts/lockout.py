@@ -30,7 +30,7 @@ def username_from_request(request: HttpRequest, credentials: dict[str, Any] | No
         if not value and request.content_type == "application/json":
             try:
                 body = json.loads(request.body or b"{}")
-            except (ValueError, UnicodeDecodeError):
+            except (ValueError, UnicodeDecodeError, RecursionError):  # nested too deeply
                 body = {}
             if isinstance(body, dict):
                 value = body.get("email") or body.get("username")

@@ -7,7 +7,8 @@
   `knowledge/embedding_model/` (see NOTICE.md there: every PyPI package that carries it
   depends on PyTorch).
 - `OpenAIEmbedder`: any OpenAI-compatible `/v1/embeddings` endpoint through the `openai` SDK,
-  with an explicit timeout, the SDK's retries, and every failure mapped to `EmbeddingError`.
+  with an explicit timeout, retries that honour `Retry-After` (core.provider_http), and
+  every failure mapped to `EmbeddingError`.
 
 `get_embedder()` picks one from settings; nothing else needs to know which is in use.
 """
@@ -27,7 +28,12 @@ import numpy as np
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
-from core.provider_http import is_quota_exhausted, sdk_http_client
+from core.provider_http import (
+    RetryPolicy,
+    call_with_retries,
+    is_quota_exhausted,
+    sdk_http_client,
+)
 from knowledge.tokens import TOKENIZER_FILE
 
 MAX_TOKENS = 256  # all-MiniLM-L6-v2 was trained on (and sentence-transformers cuts at) 256
@@ -223,7 +229,7 @@ class OpenAIEmbedder:
         model: str = "text-embedding-3-small",
         dimensions: int = 1536,
         timeout: float = 20.0,
-        max_retries: int = 2,
+        max_retries: int = 5,
         batch_size: int = 256,
     ) -> None:
         import openai
@@ -242,9 +248,11 @@ class OpenAIEmbedder:
             # The SDK refuses an empty key; a server that needs one answers 401, mapped below.
             api_key=api_key or "no-key-configured",
             timeout=timeout,
-            max_retries=max_retries,
+            max_retries=0,  # retried by self.retry_policy, the same for every provider
             http_client=sdk_http_client(),
         )
+        # A background task: it may wait longer than a learner's turn would.
+        self.retry_policy = RetryPolicy(retries=max_retries, give_up_after=120.0)
 
     def __repr__(self) -> str:  # never shows the key
         return f"OpenAIEmbedder(host={self._host!r}, model_id={self.model_id!r})"
@@ -264,8 +272,11 @@ class OpenAIEmbedder:
         import openai
 
         try:
-            response = self._client.embeddings.create(
-                model=self.model, input=batch, dimensions=self.dimensions
+            response = call_with_retries(
+                lambda: self._client.embeddings.create(
+                    model=self.model, input=batch, dimensions=self.dimensions
+                ),
+                self.retry_policy,
             )
         except openai.APITimeoutError as exc:
             raise EmbeddingError(

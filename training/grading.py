@@ -144,8 +144,11 @@ def grade_with_model(
         try:
             data = json.loads(answer)
             jsonschema.validate(data, GRADE_SCHEMA)
-        except (ValueError, jsonschema.ValidationError) as exc:
-            last_error = str(exc).splitlines()[0][:200]
+        # Deeply nested JSON raises RecursionError (in parsing, or in the validator's
+        # message): an unreadable grade like any other.
+        except (ValueError, RecursionError, jsonschema.ValidationError) as exc:
+            reason = exc.message if isinstance(exc, jsonschema.ValidationError) else str(exc)
+            last_error = (reason.splitlines() or [type(exc).__name__])[0][:200]
             messages.append({"role": "assistant", "content": answer[:4000]})
             messages.append(
                 {"role": "user", "content": f"That was not valid ({last_error}). JSON only."}

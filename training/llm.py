@@ -1,9 +1,10 @@
 """Chat-model providers: a hosted OpenAI-compatible client and an honest offline stand-in.
 
 - `OpenAIChatModel` talks to OpenRouter, OpenAI or any OpenAI-compatible server (Ollama,
-  llama.cpp's server, vLLM) through the `openai` SDK: streaming, explicit timeouts, the
-  SDK's retries with backoff and jitter on 429/5xx before any token has streamed (never
-  after), a circuit breaker shared through Redis, token and cost accounting.
+  llama.cpp's server, vLLM) through the `openai` SDK: streaming, explicit timeouts,
+  retries on 429/5xx that honour `Retry-After` before any token has streamed (never
+  after; core.provider_http.RetryPolicy), a circuit breaker shared through Redis, token
+  and cost accounting.
 - `OfflineStandIn` is the default with no key. Small local models that ship in pip
   packages were measured unable to play a persona or answer from documents (see
   ../shared/OFFLINE.md and the issue note), so the stand-in does not pretend to be an
@@ -31,7 +32,14 @@ from django.conf import settings
 from accounts import credentials
 from accounts.models import ProviderService
 from core.breaker import CircuitBreaker
-from core.provider_http import is_quota_exhausted, sdk_async_http_client, sdk_http_client
+from core.provider_http import (
+    RetryPolicy,
+    acall_with_retries,
+    call_with_retries,
+    is_quota_exhausted,
+    sdk_async_http_client,
+    sdk_http_client,
+)
 from knowledge.tokens import count_tokens
 
 STAND_IN_MODEL_ID = "offline-stand-in"
@@ -130,7 +138,7 @@ class OpenAIChatModel:
         api_key: str,
         model: str,
         timeout: float = 30.0,
-        max_retries: int = 2,
+        max_retries: int = 5,
         app_url: str = "",
         app_name: str = "AvatarAdam",
         price_prompt_per_mtok: float | None = None,
@@ -148,9 +156,10 @@ class OpenAIChatModel:
             "base_url": base_url,
             "api_key": api_key or "missing",
             "timeout": timeout,
-            "max_retries": max_retries,
+            "max_retries": 0,  # retried by self.retry_policy, the same for every provider
             "default_headers": headers,
         }
+        self.retry_policy = RetryPolicy(retries=max_retries)
         self._client = openai.OpenAI(**self._options, http_client=sdk_http_client())
         # An async client's connection pool belongs to one event loop: one client per loop.
         self._async_clients: weakref.WeakKeyDictionary[
@@ -218,13 +227,17 @@ class OpenAIChatModel:
         await breaker(self._check_breaker)()
         streamed = finished = False
         try:
-            response = await self._async_client().chat.completions.create(
-                model=self.model,
-                messages=prompt.messages,  # type: ignore[arg-type]
-                max_tokens=prompt.max_tokens,
-                temperature=prompt.temperature,
-                stream=True,
-                stream_options={"include_usage": True},
+            # Only the request is retried: once its stream is open, nothing is.
+            response = await acall_with_retries(
+                lambda: self._async_client().chat.completions.create(
+                    model=self.model,
+                    messages=prompt.messages,  # type: ignore[arg-type]
+                    max_tokens=prompt.max_tokens,
+                    temperature=prompt.temperature,
+                    stream=True,
+                    stream_options={"include_usage": True},
+                ),
+                self.retry_policy,
             )
             try:
                 async for chunk in response:
@@ -266,12 +279,15 @@ class OpenAIChatModel:
         if json:
             options["response_format"] = {"type": "json_object"}
         try:
-            response = self._client.chat.completions.create(
-                model=self.model,
-                messages=messages,  # type: ignore[arg-type]
-                max_tokens=max_tokens,
-                temperature=0.2,
-                **options,
+            response = call_with_retries(
+                lambda: self._client.chat.completions.create(
+                    model=self.model,
+                    messages=messages,  # type: ignore[arg-type]
+                    max_tokens=max_tokens,
+                    temperature=0.2,
+                    **options,
+                ),
+                self.retry_policy,
             )
         except openai.OpenAIError as exc:
             self.breaker.record_failure()

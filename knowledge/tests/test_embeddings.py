@@ -225,6 +225,13 @@ def test_a_rate_limit_is_retried_after_retry_after(wire):
     assert time.monotonic() - started < 3
 
 
+def test_a_plain_rate_limit_gets_six_attempts_honouring_retry_after(wire):
+    wire.script(*[Fail(429, "Rate limit reached", retry_after="0", type="requests")] * 5)
+    (vector,) = hosted(wire).embed(["alpha"])
+    assert len(vector) == 8
+    assert len(wire.requests) == 6
+
+
 def test_a_rate_limit_that_persists_is_retryable(wire):
     wire.script(*[Fail(429, retry_after="0")] * 3)
     with pytest.raises(EmbeddingError, match="429") as failure:

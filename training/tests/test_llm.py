@@ -68,6 +68,54 @@ def test_a_429_before_streaming_is_retried(wire):
     assert len(wire.requests) == 2
 
 
+def test_a_plain_429_gets_more_than_three_attempts_before_anything_streamed(wire):
+    wire.script(*[Fail(429, retry_after="0")] * 3)  # three 429s, then the reply
+    text = "".join(e.text for e in events_of(model(wire), prompt()) if isinstance(e, TextDelta))
+    assert text == "Hello from the wire server."
+    assert len(wire.requests) == 4
+    wire.script(*[Fail(503, retry_after="0")] * 3)
+    assert model(wire).complete([{"role": "user", "content": "Hi"}], max_tokens=20)
+    assert len(wire.requests) == 8
+
+
+def test_retries_end_after_six_attempts_with_a_retryable_busy_error(wire):
+    wire.script(*[Fail(429, retry_after="0")] * 7)
+    with pytest.raises(LLMError, match="busy") as failure:
+        events_of(model(wire), prompt())
+    assert failure.value.retryable is True
+    assert len(wire.requests) == 6
+
+
+def test_retry_after_is_honoured_in_seconds_and_as_an_http_date(wire):
+    from email.utils import formatdate
+
+    wire.script(Fail(429, retry_after="1"), Fail(503, retry_after=formatdate(time.time() + 2)))
+    started = time.monotonic()
+    text = "".join(e.text for e in events_of(model(wire), prompt()) if isinstance(e, TextDelta))
+    assert text == "Hello from the wire server."
+    # One second, then until the date (1-2 s away: an HTTP date has whole seconds).
+    assert 1.9 <= time.monotonic() - started < 5
+    assert len(wire.requests) == 3
+
+
+def test_without_retry_after_the_retries_back_off(wire):
+    wire.script(Fail(503), Fail(503))
+    started = time.monotonic()
+    events_of(model(wire), prompt())
+    assert 0.5 * 0.75 + 1.0 * 0.75 <= time.monotonic() - started < 5  # 0.5 s, 1 s less jitter
+    assert len(wire.requests) == 3
+
+
+def test_a_retry_after_longer_than_a_turn_should_wait_fails_at_once(wire):
+    wire.script(Fail(429, retry_after="60"))
+    started = time.monotonic()
+    with pytest.raises(LLMError, match="busy") as failure:
+        events_of(model(wire), prompt())
+    assert time.monotonic() - started < 3  # not held for a minute
+    assert failure.value.retryable is True  # a later turn may try again
+    assert len(wire.requests) == 1
+
+
 def test_an_error_mid_stream_inside_http_200_keeps_the_tokens_and_is_not_retried(wire):
     wire.chat["reply"] = "one two three four five six"
     wire.script(BreakMidway())

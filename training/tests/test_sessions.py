@@ -347,6 +347,24 @@ def test_hosted_grading_validates_json_and_retries_once(bob, acme, hosted):
     assert len(grading_calls) == 2  # the invalid answer was retried once
 
 
+def test_deeply_nested_json_from_the_grader_is_an_unreadable_grade(bob, acme, hosted):
+    scenario = make_scenario(acme)
+    session = sessions.start_session(actor=bob, scenario_id=scenario.pk)
+    hosted.script(Reply("We need to talk about your timeline first."))
+    say(bob, session, "What goals do you have this year?")
+    sessions.end_session(actor=bob, session_id=session.pk)
+    nested_list = "[" * 100_000 + "]" * 100_000
+    nested_evidence = '{"rubric": [{"item": "x", "score": 1, "evidence": ' + "[" * 900
+    hosted.script(Reply(nested_list), Reply(nested_evidence + "]" * 900 + "}]}"))
+
+    evaluation = debriefs.grade_session(session.pk)
+
+    assert evaluation.status == EvaluationStatus.FAILED
+    assert "did not return a valid debrief" in evaluation.error
+    grading_calls = [r for r in hosted.requests if r.body.get("response_format")]
+    assert len(grading_calls) == 2  # the unreadable answer was asked for again, once
+
+
 def test_a_scenario_can_name_its_own_model(bob, acme, hosted):
     scenario = make_scenario(acme, llm_model="anthropic/claude-3.5-sonnet")
     session = sessions.start_session(actor=bob, scenario_id=scenario.pk)
