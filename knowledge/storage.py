@@ -1,11 +1,15 @@
 """Uploaded documents encrypted at rest (`MEDIA_ENCRYPTION_KEY`).
 
-`EncryptedFileSystemStorage` encrypts on save and decrypts on open, streaming: a file is
-a header (magic, random salt) and records of at most 64 KiB of plaintext, each sealed
-with AES-256-GCM under a per-file key derived from the master key and the salt (HKDF).
-The nonce is the record number and the associated data marks the last record, so
-records cannot be reordered, dropped or cut off without the read failing. Neither
-saving nor reading holds more than one record in memory.
+`EncryptedFileSystemStorage` encrypts on save and decrypts on open, streaming. New files
+are written with Tink's streaming AEAD (knowledge/media_tink.py: AES256-GCM-HKDF in 64 KiB
+segments), the reviewed implementation of the construction below. Files written before
+it are in this module's own record format, still read: a header (magic, random salt) and
+records of at most 64 KiB of plaintext, each sealed with AES-256-GCM under a per-file key
+derived from the master key and the salt (HKDF). The nonce is the record number and the
+associated data marks the last record, so records cannot be reordered, dropped or cut
+off without the read failing. `manage.py encrypt_documents` rewrites such files (and any
+plain ones) in Tink's format. Neither saving nor reading holds more than a record or
+segment in memory.
 
 What it protects: the files on disk, in backups and snapshots of the media folder, when
 the key (an environment variable) is kept elsewhere. What it does not: a running server
@@ -33,6 +37,8 @@ from django.core.exceptions import ImproperlyConfigured
 from django.core.files import File
 from django.core.files.storage import FileSystemStorage
 
+from knowledge import media_tink
+
 KEY_VARIABLE = "MEDIA_ENCRYPTION_KEY"
 MAGIC = b"AAENC1\n"
 SALT_BYTES = 16
@@ -44,7 +50,14 @@ RECORD_OVERHEAD = LENGTH.size + TAG_BYTES
 
 
 class MediaDecryptionError(OSError):
-    """A stored file cannot be decrypted: wrong key, or the file was changed or cut."""
+    """A stored file cannot be decrypted: wrong key, or the file was changed or cut.
+
+    `reason` says why in words fit for the document's page (no path, no key material).
+    """
+
+    def __init__(self, message: str, *, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 def parse_media_key(raw: str) -> bytes:
@@ -117,7 +130,11 @@ class DecryptingReader(io.RawIOBase):
         if len(header) != HEADER_BYTES or not header.startswith(MAGIC):
             raise MediaDecryptionError(
                 f"{label} is not an encrypted AvatarAdam file (stored before "
-                f"{KEY_VARIABLE} was set? Run `manage.py encrypt_documents`)."
+                f"{KEY_VARIABLE} was set? Run `manage.py encrypt_documents`).",
+                reason=(
+                    f"the stored file is not encrypted: it was saved before {KEY_VARIABLE} "
+                    "was set (an administrator can run `manage.py encrypt_documents`)"
+                ),
             )
         self._cipher = _file_cipher(master, header[len(MAGIC) :])
         self._index = 0
@@ -127,7 +144,11 @@ class DecryptingReader(io.RawIOBase):
     def _fail(self, why: str) -> MediaDecryptionError:
         return MediaDecryptionError(
             f"Cannot decrypt {self._label}: {why} (wrong {KEY_VARIABLE}, or the file was "
-            "changed on disk)."
+            "changed on disk).",
+            reason=(
+                f"the stored file cannot be decrypted: {why} ({KEY_VARIABLE} is not the key "
+                "it was encrypted with, or the file was changed or cut short on disk)"
+            ),
         )
 
     def _next_record(self) -> None:
@@ -180,7 +201,45 @@ class EncryptingFile(File):
         self._master = master
 
     def chunks(self, chunk_size: int | None = None) -> Iterator[bytes]:
-        return encrypt_stream(self._master, self._content.chunks(chunk_size))
+        return media_tink.encrypt_stream(self._master, self._content.chunks(chunk_size))
+
+
+class TinkReader(media_tink.DecryptingReader):
+    """A file in Tink's format; a failure is a MediaDecryptionError like the old format's."""
+
+    def __init__(self, raw: Any, master: bytes, label: str) -> None:
+        self._label = label
+        super().__init__(raw, master)
+
+    def readinto(self, target: Any) -> int:
+        try:
+            return super().readinto(target)
+        except media_tink.TinkDecryptionError as exc:
+            raise MediaDecryptionError(
+                f"Cannot decrypt {self._label}: {exc.why} (wrong {KEY_VARIABLE}, or the file "
+                "was changed on disk).",
+                reason=(
+                    f"the stored file cannot be decrypted: {exc.why} ({KEY_VARIABLE} is not "
+                    "the key it was encrypted with, or the file was changed or cut short on "
+                    "disk)"
+                ),
+            ) from None
+
+
+HEAD_BYTES = max(len(MAGIC), len(media_tink.MAGIC))  # enough to tell the formats apart
+
+
+def is_encrypted(head: bytes) -> bool:
+    """Whether a stored file starting with `head` (HEAD_BYTES of it) is encrypted."""
+    return head.startswith(MAGIC) or head.startswith(media_tink.MAGIC)
+
+
+def open_decrypting(raw: Any, master: bytes, label: str) -> io.RawIOBase:
+    """A reader of the plaintext of `raw` (a stored file opened "rb"), in either format."""
+    if raw.read(len(media_tink.MAGIC)) == media_tink.MAGIC:
+        return TinkReader(raw, master, label)
+    raw.seek(0)
+    return DecryptingReader(raw, master, label)
 
 
 def plaintext_size(stored: int) -> int:
@@ -213,11 +272,14 @@ class EncryptedFileSystemStorage(FileSystemStorage):
             raise ValueError("Encrypted files are written through save(), not open().")
         raw = open(self.path(name), "rb")
         try:
-            reader = io.BufferedReader(DecryptingReader(raw, self._master, name))
+            reader = io.BufferedReader(open_decrypting(raw, self._master, name))
         except Exception:
             raw.close()
             raise
         return File(reader, name)
 
     def size(self, name: str) -> int:
-        return plaintext_size(super().size(name))
+        with open(self.path(name), "rb") as raw:
+            tink = raw.read(len(media_tink.MAGIC)) == media_tink.MAGIC
+        stored = super().size(name)
+        return media_tink.plaintext_size(stored) if tink else plaintext_size(stored)
