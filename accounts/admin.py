@@ -19,10 +19,12 @@ from django.db import transaction
 from django.db.models import ForeignKey, ManyToManyField, Model, QuerySet
 from django.forms import ModelChoiceField, ModelMultipleChoiceField
 from django.http import HttpRequest
+from django.utils.html import format_html, format_html_join
 
-from accounts import access, audit, services
+from accounts import access, audit, services, usage
 from accounts.encryption import CannotDecrypt
 from accounts.models import (
+    KNOWLEDGE_LIMIT_FIELDS,
     ApiKey,
     AuditEvent,
     Organization,
@@ -131,6 +133,28 @@ class OrganizationAdmin(OrganizationScopedAdmin):
     search_fields = ["name", "slug"]
     organization_field = ""
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Model | None = None) -> Any:
+        readonly = [*super().get_readonly_fields(request, obj), "current_use"]
+        if not access.is_operator(request.user):
+            readonly += KNOWLEDGE_LIMIT_FIELDS  # the platform's limits: operators set them
+        return readonly
+
+    @admin.display(description="current use")
+    def current_use(self, obj: Organization) -> str:
+        if obj.pk is None:
+            return "—"
+        rows = format_html_join(
+            "",
+            "<tr><th>{}</th><td>{}</td><td>{}</td></tr>",
+            ((line.label, line.used_display, line.limit_display)
+             for line in usage.allowances_of(obj)),
+        )  # fmt: skip
+        return format_html(
+            "<table><thead><tr><th>What</th><th>In use</th><th>Limit</th></tr></thead>"
+            "<tbody>{}</tbody></table>",
+            rows,
+        )
+
     def has_add_permission(self, request: HttpRequest) -> bool:
         return access.is_operator(request.user)
 
@@ -151,7 +175,8 @@ class OrganizationAdmin(OrganizationScopedAdmin):
                     actor=request.user,
                     organization=obj,
                     before={
-                        name: getattr(previous, name) for name in services.ORGANIZATION_SETTINGS
+                        name: getattr(previous, name)
+                        for name in (*services.ORGANIZATION_SETTINGS, *services.OPERATOR_SETTINGS)
                     },
                 )
 

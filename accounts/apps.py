@@ -19,6 +19,7 @@ class AccountsConfig(AppConfig):
             AuditAction,
             AuditEvent,
             Organization,
+            OrganizationNotice,
             ProviderCredential,
             Team,
             User,
@@ -31,6 +32,7 @@ class AccountsConfig(AppConfig):
         access.register(ApiKey, learners="none")
         access.register(AuditEvent, learners="none")
         access.register(ProviderCredential, learners="none")
+        access.register(OrganizationNotice, learners="none")
         audit.register_actions(dict(AuditAction.choices))
         log_context.connect()
         signals.connect()

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 from typing import Any
 
+from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser, BaseUserManager, PermissionsMixin
 from django.db import models
 from django.utils import timezone
@@ -13,6 +14,26 @@ from django_otp.models import Device
 from django_otp.oath import TOTP
 
 from accounts.encryption import EncryptedTextField
+
+
+def default_knowledge_bytes_limit() -> int | None:
+    return settings.KNOWLEDGE_MAX_BYTES_PER_ORGANIZATION or None
+
+
+def default_knowledge_documents_limit() -> int | None:
+    return settings.KNOWLEDGE_MAX_DOCUMENTS_PER_ORGANIZATION or None
+
+
+def default_knowledge_chunks_limit() -> int | None:
+    return settings.KNOWLEDGE_MAX_CHUNKS_PER_ORGANIZATION or None
+
+
+# Limits on an organization's use of the shared platform: platform operators set them.
+KNOWLEDGE_LIMIT_FIELDS = (
+    "knowledge_bytes_limit",
+    "knowledge_documents_limit",
+    "knowledge_chunks_limit",
+)
 
 
 class Organization(models.Model):
@@ -51,6 +72,30 @@ class Organization(models.Model):
         blank=True,
         help_text="Minutes of hosted video avatar the organization may use each calendar "
         "month; past them calls go on with voice and the page's own face (blank: no limit).",
+    )
+    knowledge_bytes_limit = models.PositiveBigIntegerField(
+        "knowledge base storage (bytes)",
+        null=True,
+        blank=True,
+        default=default_knowledge_bytes_limit,
+        help_text="Total size of the documents the organization may keep "
+        "(KNOWLEDGE_MAX_BYTES_PER_ORGANIZATION for a new one; blank: no limit).",
+    )
+    knowledge_documents_limit = models.PositiveIntegerField(
+        "knowledge base documents",
+        null=True,
+        blank=True,
+        default=default_knowledge_documents_limit,
+        help_text="Documents the organization may keep "
+        "(KNOWLEDGE_MAX_DOCUMENTS_PER_ORGANIZATION for a new one; blank: no limit).",
+    )
+    knowledge_chunks_limit = models.PositiveIntegerField(
+        "knowledge base passages",
+        null=True,
+        blank=True,
+        default=default_knowledge_chunks_limit,
+        help_text="Passages (searchable chunks) the organization's documents may make "
+        "(KNOWLEDGE_MAX_CHUNKS_PER_ORGANIZATION for a new one; blank: no limit).",
     )
     created_at = models.DateTimeField(auto_now_add=True)
 
@@ -447,3 +492,46 @@ class RecoveryCode(models.Model):
 
     def __str__(self) -> str:
         return "recovery code"
+
+
+class NoticeKind(models.TextChoices):
+    LLM_CREDIT = "llm_credit", "Language model out of credit"
+    EMBEDDINGS_CREDIT = "embeddings_credit", "Embeddings out of credit"
+    KNOWLEDGE_LIMIT = "knowledge_limit", "Knowledge base limit reached"
+    SPEECH_CREDIT = "speech_credit", "Speech service out of credit"
+    AVATAR_CREDIT = "avatar_credit", "Video avatar out of credit"
+
+
+class OrganizationNotice(models.Model):
+    """A problem only the organization's admins can fix (billing, a limit reached).
+
+    At most one open notice of each kind per organization: a repeat of the problem
+    refreshes it. It stays on the admins' home page until one dismisses it or the
+    problem is resolved (`closed_at`; `closed_by` is empty when the app resolved it).
+    """
+
+    organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="notices")
+    kind = models.CharField(max_length=40, choices=NoticeKind.choices)
+    message = models.TextField()
+    occurrences = models.PositiveIntegerField(default=1)
+    created_at = models.DateTimeField(default=timezone.now)
+    last_seen_at = models.DateTimeField(default=timezone.now)
+    emailed_at = models.DateTimeField(null=True, blank=True)
+    closed_at = models.DateTimeField(null=True, blank=True)
+    closed_by = models.ForeignKey(
+        User, null=True, blank=True, on_delete=models.SET_NULL, related_name="+"
+    )
+
+    class Meta:
+        ordering = ["-last_seen_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["organization", "kind"],
+                condition=models.Q(closed_at__isnull=True),
+                name="one_open_notice_per_kind",
+            )
+        ]
+        indexes = [models.Index(fields=["organization", "kind", "emailed_at"])]
+
+    def __str__(self) -> str:
+        return self.get_kind_display()

@@ -62,6 +62,15 @@ def register_examples(examples: dict[str, Any]) -> None:
     _EXAMPLES.update(examples)
 
 
+# Error responses that one operation gives for its own reasons, by (operationId, status):
+# (description, code, message), shown instead of the generic description and example.
+_OPERATION_ERRORS: dict[tuple[str, str], tuple[str, str, str]] = {}
+
+
+def register_operation_errors(errors: dict[tuple[str, str], tuple[str, str, str]]) -> None:
+    _OPERATION_ERRORS.update(errors)
+
+
 def example_for(component: str, schemas: dict[str, Any]) -> Any:
     if component in _EXAMPLES:
         return _EXAMPLES[component]
@@ -120,6 +129,10 @@ def add_error_responses(
                 continue
             for code, description in ERROR_RESPONSES.items():
                 error_code, message, fields = ERROR_EXAMPLES[code]
+                own = _OPERATION_ERRORS.get((operation.get("operationId", ""), code))
+                if own is not None:
+                    description, error_code, message = own
+                    fields = {}
                 example = {
                     "error": {
                         "code": error_code,

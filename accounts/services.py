@@ -18,6 +18,7 @@ from rest_framework_simplejwt.token_blacklist.models import BlacklistedToken, Ou
 from accounts import access, audit
 from accounts.access import Actor
 from accounts.models import (
+    KNOWLEDGE_LIMIT_FIELDS,
     ApiKey,
     AuditAction,
     Organization,
@@ -343,6 +344,8 @@ ORGANIZATION_SETTINGS = (
     "avatar_sessions_limit",
     "avatar_minutes_per_month",
 )
+# Audited when changed, but set by platform operators only (in the admin).
+OPERATOR_SETTINGS = KNOWLEDGE_LIMIT_FIELDS
 
 
 @transaction.atomic
@@ -363,7 +366,7 @@ def update_organization(*, actor: Actor, **changes: Any) -> Organization:
 def record_organization_changes(
     *, actor: Actor, organization: Organization, before: dict[str, Any]
 ) -> None:
-    after = {name: getattr(organization, name) for name in ORGANIZATION_SETTINGS}
+    after = {name: getattr(organization, name) for name in before}
     if changes := audit.diff(before, after):
         audit.record(AuditAction.ORG_SETTINGS_CHANGED, actor=actor,
                      organization_id=organization.pk, target=organization,

@@ -1,11 +1,12 @@
 from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from accounts import audit_views, two_factor_views, views
+from accounts import audit_views, notice_views, two_factor_views, views
 
 urlpatterns = [
     path("audit/", audit_views.audit_log, name="audit-log"),
     path("audit/export.csv", audit_views.audit_log_csv, name="audit-log-csv"),
+    path("notices/dismiss/", notice_views.dismiss, name="dismiss-notice"),
     path("login/", views.SignInView.as_view(), name="login"),
     path("two-factor/", two_factor_views.manage, name="two-factor-manage"),
     path("two-factor/setup/", two_factor_views.setup, name="two-factor-setup"),

@@ -448,11 +448,14 @@ CONTENT_SECURITY_POLICY = {
 CORS_ALLOWED_ORIGINS = env.list("CORS_ALLOWED_ORIGINS", default=[])
 CORS_URLS_REGEX = r"^/api/.*$"
 
-# Request bodies: JSON and form data up to 1 MB; whole requests (uploads) up to this cap.
+# Request bodies (avatar_adam.body_limits): up to 1 MB, except at the upload addresses
+# (REQUEST_BODY_MAX_BYTES, below); refused by their declared length before being read.
 DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
-FILE_UPLOAD_MAX_MEMORY_SIZE = 2 * 1024 * 1024
+# An accepted body, and each uploaded file, is kept in memory up to this size and written
+# to a temporary file in FILE_UPLOAD_TEMP_DIR (the system's when unset) beyond it.
+FILE_UPLOAD_MAX_MEMORY_SIZE = env.int("FILE_UPLOAD_MAX_MEMORY_SIZE", default=1024 * 1024)
+FILE_UPLOAD_TEMP_DIR = env("FILE_UPLOAD_TEMP_DIR", default=None)
 DATA_UPLOAD_MAX_NUMBER_FIELDS = 1000
-REQUEST_BODY_MAX_BYTES = env.int("REQUEST_BODY_MAX_BYTES", default=26 * 1024 * 1024)
 
 METRICS_BEARER_TOKEN = env("METRICS_BEARER_TOKEN", default="")
 METRICS_ALLOWED_NETWORKS = env.list("METRICS_ALLOWED_NETWORKS", default=["127.0.0.1/32", "::1/128"])
@@ -495,12 +498,28 @@ STORAGES = {
     "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
 }
 DOCUMENT_MAX_BYTES = env.int("DOCUMENT_MAX_BYTES", default=25 * 1024 * 1024)
+# A whole request to an upload address: the largest document and room for the form around it.
+REQUEST_BODY_MAX_BYTES = env.int("REQUEST_BODY_MAX_BYTES", default=DOCUMENT_MAX_BYTES + 1024 * 1024)
 DOCUMENT_MAX_PAGES = env.int("DOCUMENT_MAX_PAGES", default=2000)
 DOCUMENT_PARSE_TIMEOUT_SECONDS = env.int("DOCUMENT_PARSE_TIMEOUT_SECONDS", default=120)
 DOCUMENT_PARSE_MEMORY_MB = env.int("DOCUMENT_PARSE_MEMORY_MB", default=1024)
 DOCUMENT_MAX_UNCOMPRESSED_BYTES = env.int(
     "DOCUMENT_MAX_UNCOMPRESSED_BYTES", default=200 * 1024 * 1024
 )
+# Each organization's share of the knowledge base: the limits a new organization starts
+# with (a platform operator changes one organization's own limits in the admin).
+KNOWLEDGE_MAX_BYTES_PER_ORGANIZATION = env.int(
+    "KNOWLEDGE_MAX_BYTES_PER_ORGANIZATION", default=500 * 1024 * 1024
+)
+KNOWLEDGE_MAX_DOCUMENTS_PER_ORGANIZATION = env.int(
+    "KNOWLEDGE_MAX_DOCUMENTS_PER_ORGANIZATION", default=1000
+)
+KNOWLEDGE_MAX_CHUNKS_PER_ORGANIZATION = env.int(
+    "KNOWLEDGE_MAX_CHUNKS_PER_ORGANIZATION", default=100_000
+)
+# At most one email a day to an organization's admins for each kind of notice (billing,
+# knowledge-base limits); the notice stays on their home page until dismissed.
+NOTICE_EMAIL_INTERVAL_HOURS = env.int("NOTICE_EMAIL_INTERVAL_HOURS", default=24)
 CHUNK_TARGET_TOKENS = env.int("CHUNK_TARGET_TOKENS", default=220)
 CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", default=40)
 EMBEDDING_PROVIDER = env("EMBEDDING_PROVIDER", default="local")
@@ -531,7 +550,7 @@ LLM_PROVIDER = env(
 )
 LLM_MODEL = env("LLM_MODEL", default="openai/gpt-4o-mini")
 LLM_TIMEOUT_SECONDS = env.float("LLM_TIMEOUT_SECONDS", default=30.0)
-LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=2)
+LLM_MAX_RETRIES = env.int("LLM_MAX_RETRIES", default=5)
 LLM_MAX_REPLY_TOKENS = env.int("LLM_MAX_REPLY_TOKENS", default=400)
 LLM_HISTORY_TOKEN_BUDGET = env.int("LLM_HISTORY_TOKEN_BUDGET", default=3000)
 LLM_APP_URL = env("LLM_APP_URL", default="")

@@ -17,7 +17,7 @@ from django.template.response import TemplateResponse
 from django.urls import URLPattern, path, reverse
 
 from accounts.admin import OrganizationScopedAdmin
-from knowledge import services
+from knowledge import quotas, services
 from knowledge.extraction import ACCEPTED_LIST, UnsupportedDocument
 from knowledge.models import Document
 
@@ -87,7 +87,12 @@ class DocumentAdmin(OrganizationScopedAdmin):
                         uploaded_file=uploaded,
                         collection=form.cleaned_data["collection"],
                     )
-                except (services.DocumentTooLarge, UnsupportedDocument, PermissionDenied) as exc:
+                except (
+                    services.DocumentTooLarge,
+                    UnsupportedDocument,
+                    quotas.KnowledgeLimitReached,
+                    PermissionDenied,
+                ) as exc:
                     messages.error(request, f"{uploaded.name}: {exc}")
                     continue
                 if result.created:
@@ -99,6 +104,7 @@ class DocumentAdmin(OrganizationScopedAdmin):
             **self.admin_site.each_context(request),
             "title": "Upload documents",
             "form": form,
+            "allowances": quotas.allowances(request.user.organization),
             "opts": self.model._meta,
         }
         return TemplateResponse(request, "admin/knowledge/document/upload.html", context)

@@ -84,6 +84,11 @@ class DocumentListCreateView(FilteredList, ListAPIView):
         request=InputSerializer,
         responses={202: UploadedDocumentSerializer, 200: UploadedDocumentSerializer},
         summary="Upload a document (answers at once; ingestion is queued)",
+        description="Refused with 413 when the file is over DOCUMENT_MAX_BYTES, and with "
+        "409 `knowledge_limit_reached` when it does not fit in the organization's "
+        "knowledge-base limits (stored bytes, documents). A document that would go over "
+        "the organization's passage limit is accepted here and fails at ingestion with "
+        "the reason in `error`.",
     )
     def post(self, request: Request) -> Response:
         data = self.InputSerializer(data=request.data)

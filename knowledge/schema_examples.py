@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from accounts.schema import register_examples
+from accounts.schema import register_examples, register_operation_errors
 
 DOCUMENT = {
     "id": 7, "title": "Logging HOWTO", "original_filename": "logging-howto.html",
@@ -32,4 +32,16 @@ register_examples({
             "score": 0.7412, "vector_rank": 1, "text_rank": 2,
         }],
     },
+})  # fmt: skip
+
+register_operation_errors({
+    ("knowledge_documents_create", "409"): (
+        "`knowledge_limit_reached`: the file does not fit in the organization's knowledge "
+        "base (its limit on stored bytes or on documents); the message names the limit and "
+        "the current use. Nothing is stored, and the organization's admins are told.",
+        "knowledge_limit_reached",
+        "This file (3.1 MB) does not fit in your organization's knowledge base: 498.6 MB of "
+        "its 500.0 MB storage limit are in use. Delete documents you no longer need, or ask "
+        "the platform operator to raise the limit.",
+    ),
 })  # fmt: skip

@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import structlog
 from django.conf import settings
@@ -28,11 +29,14 @@ from django.db import connection, transaction
 from django.db.models import F
 from django.utils import timezone
 
-from accounts import access, audit
+from accounts import access, audit, notices
 from accounts.access import Actor
+from accounts.models import NoticeKind
 from core.errors import Refused
+from core.provider_billing import is_out_of_credit
 from core.redis_clients import RedisUnavailable, fail_fast_cache
 from knowledge import progress as progress_events
+from knowledge import quotas
 from knowledge.chunking import HEADING_SEPARATOR, chunk_blocks
 from knowledge.embeddings import Embedder, EmbeddingError, get_embedder
 from knowledge.extraction import (
@@ -49,6 +53,9 @@ from knowledge.models import (
     DocumentStatus,
     EmbeddingCacheEntry,
 )
+from knowledge.storage import HEAD_BYTES as ENCRYPTED_HEAD_BYTES
+from knowledge.storage import KEY_VARIABLE as MEDIA_KEY_VARIABLE
+from knowledge.storage import MediaDecryptionError, is_encrypted
 from knowledge.tokens import count_tokens
 
 logger = structlog.get_logger(__name__)
@@ -141,7 +148,9 @@ def upload_document(
     """Store an upload and queue its ingestion; answers at once.
 
     The same content twice in one organization returns the existing document.
-    Raises PermissionDenied, DocumentTooLarge (413) or UnsupportedDocument (415).
+    Raises PermissionDenied, DocumentTooLarge (413), UnsupportedDocument (415) or
+    quotas.KnowledgeLimitReached (409: the organization's storage or document limit;
+    nothing is stored and its admins are told).
     """
     _require_manager(actor)
     limit = settings.DOCUMENT_MAX_BYTES
@@ -154,10 +163,31 @@ def upload_document(
     kind = sniff_format(uploaded_file, filename)
     sha256 = _sha256(uploaded_file)
     organization_id = actor.organization_id
-    existing = Document.objects.filter(organization_id=organization_id, sha256=sha256).first()
-    if existing is not None:
-        return UploadResult(existing, created=False)
+    try:
+        return _store_upload(actor, uploaded_file, filename, kind, sha256, title, collection)
+    except quotas.KnowledgeLimitReached as refused:
+        quotas.tell_admins(organization_id, refused.message)
+        raise
+
+
+def _store_upload(
+    actor: Actor,
+    uploaded_file: UploadedFile,
+    filename: str,
+    kind: str,
+    sha256: str,
+    title: str,
+    collection: str,
+) -> UploadResult:
+    organization_id = actor.organization_id
     with transaction.atomic():
+        # Uploads of one organization take turns here: two racing for the last room
+        # cannot both pass the limit check (nor both store the same content).
+        organization = quotas.lock_organization(organization_id)
+        existing = Document.objects.filter(organization_id=organization_id, sha256=sha256).first()
+        if existing is not None:
+            return UploadResult(existing, created=False)
+        quotas.check_upload(organization, uploaded_file.size or 0)
         document = Document(
             organization_id=organization_id,
             title=(title or "").strip()[:300] or _title_from(filename),
@@ -215,6 +245,7 @@ def delete_document(*, actor: Actor, document_id: int) -> None:
         audit.record("document.deleted", actor=actor, target=document,
                      changes={"title": document.title})  # fmt: skip
         document.delete()
+        quotas.room_made(organization_id)
         transaction.on_commit(lambda: bump_knowledge_version(organization_id))
         transaction.on_commit(lambda: storage.delete(file_name))
 
@@ -254,9 +285,52 @@ def mark_failed(document_id: int, reason: str) -> None:
     logger.warning("document_failed", document_id=document_id, reason=reason)
 
 
+class StoredFileUnreadable(Refused):
+    """A document's stored file cannot be read; `reason` says why (no path, no key)."""
+
+    status = 409
+    code = "file_unreadable"
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"The document's file cannot be read: {reason}.")
+        self.reason = reason
+
+
+def open_stored_file(document: Document) -> Any:
+    """The document's file opened for reading (plaintext, whatever the storage).
+
+    Raises StoredFileUnreadable naming the cause: missing, not decryptable with
+    MEDIA_ENCRYPTION_KEY, stored in plain form where ciphertext is expected, or encrypted
+    while MEDIA_ENCRYPTION_KEY is not set.
+    """
+    try:
+        handle = document.file.open("rb")
+        if not getattr(document.file.storage, "encrypted_at_rest", False):
+            start = handle.read(ENCRYPTED_HEAD_BYTES)
+            handle.seek(0)
+            if is_encrypted(start):
+                handle.close()
+                raise StoredFileUnreadable(
+                    f"the stored file is encrypted, but {MEDIA_KEY_VARIABLE} is not set"
+                )
+        return handle
+    except OSError as exc:
+        raise StoredFileUnreadable(_unreadable_reason(exc)) from exc
+
+
+def _unreadable_reason(exc: OSError) -> str:
+    if isinstance(exc, MediaDecryptionError):
+        return exc.reason
+    if isinstance(exc, FileNotFoundError):
+        return "the stored file is missing from storage; upload the document again"
+    # strerror is the system's short reason ("Permission denied"), never the path.
+    return f"the stored file could not be read ({exc.strerror or type(exc).__name__})"
+
+
 @contextmanager
 def _local_copy(document: Document) -> Iterator[Path]:
-    """A path on local disk for the child reader, whatever the storage backend."""
+    """A path on local disk for the child reader, whatever the storage backend.
+    Raises StoredFileUnreadable when the stored file cannot be read in full."""
     try:
         local = Path(document.file.path)
     except NotImplementedError:
@@ -264,12 +338,16 @@ def _local_copy(document: Document) -> Iterator[Path]:
     if getattr(document.file.storage, "encrypted_at_rest", False):
         local = None  # the file on disk is ciphertext: decrypt through open()
     if local is not None:
+        open_stored_file(document).close()  # missing, or encrypted with no key: say so
         yield local
         return
     handle, temporary = tempfile.mkstemp(prefix="aa-doc-")
     try:
-        with os.fdopen(handle, "wb") as target, document.file.open("rb") as source:
-            shutil.copyfileobj(source, target, length=1024 * 1024)
+        with os.fdopen(handle, "wb") as target, open_stored_file(document) as source:
+            try:
+                shutil.copyfileobj(source, target, length=1024 * 1024)
+            except OSError as exc:  # a record that does not authenticate, a cut file
+                raise StoredFileUnreadable(_unreadable_reason(exc)) from exc
         yield Path(temporary)
     finally:
         os.unlink(temporary)
@@ -312,6 +390,24 @@ def embedding_text(document_title: str, heading_path: str, text: str) -> str:
     return f"{context}\n{text}" if context else text
 
 
+def _tell_admins_embeddings_out_of_credit(organization_id: int) -> None:
+    notices.notify_admins(
+        organization_id=organization_id,
+        kind=NoticeKind.EMBEDDINGS_CREDIT,
+        message="The embedding provider answered that its account has run out of credit, so "
+        "new documents cannot be added to the knowledge base. Tell the platform operator to "
+        "add credit or change the plan; then re-ingest the failed documents.",
+    )
+
+
+def _refuse_passages(document: Document, reason: str) -> Document:
+    """The document would take its organization past its passage limit: it fails with
+    the reason, keeps no passages, and the organization's admins are told."""
+    mark_failed(document.pk, reason)
+    quotas.tell_admins(document.organization_id, reason)
+    return document
+
+
 def ingest_document(document_id: int, *, embedder: Embedder | None = None) -> Document | None:
     """Extract, chunk, embed and index one document. Idempotent.
 
@@ -346,6 +442,11 @@ def ingest_document(document_id: int, *, embedder: Embedder | None = None) -> Do
             overlap_tokens=settings.CHUNK_OVERLAP_TOKENS,
             count_tokens=count_tokens,
         )
+        # Checked again under the organization's lock before storing; here it saves the
+        # embedding of a document that cannot be kept.
+        refusal = quotas.chunks_refusal(document.organization, document_id, len(drafts))
+        if refusal is not None:
+            return _refuse_passages(document, refusal)
         _set_stage(document, DocumentStatus.EMBEDDING, 35)
         vectors = embed_with_cache(
             [embedding_text(document.title, d.heading_path, d.text) for d in drafts],
@@ -357,15 +458,26 @@ def ingest_document(document_id: int, *, embedder: Embedder | None = None) -> Do
     except ExtractionError as exc:
         mark_failed(document_id, str(exc))
         return document
+    except StoredFileUnreadable as exc:
+        mark_failed(document_id, f"The document could not be read: {exc.reason}.")
+        return document
     except EmbeddingError as exc:
         if exc.retryable:
             raise
         mark_failed(document_id, f"The embedding service refused the document: {exc}")
+        if is_out_of_credit(exc):
+            _tell_admins_embeddings_out_of_credit(document.organization_id)
         return document
     with transaction.atomic():
+        # Ingestions of one organization store their passages one at a time, so two
+        # documents racing for the last room under the passage limit cannot both fit.
+        organization = quotas.lock_organization(document.organization_id)
         document = Document.objects.select_for_update().filter(pk=document_id).first()
         if document is None:
             return None  # deleted while we worked
+        refusal = quotas.chunks_refusal(organization, document_id, len(drafts))
+        if refusal is not None:
+            return _refuse_passages(document, refusal)
         Chunk.objects.filter(document=document).delete()
         Chunk.objects.bulk_create(
             [

@@ -13,7 +13,7 @@ from django.views.decorators.http import require_GET, require_POST
 from accounts import access
 from accounts.models import User
 from core import sse
-from knowledge import fair_queue, services
+from knowledge import fair_queue, quotas, services
 from knowledge import progress as progress_events
 from knowledge.extraction import ACCEPTED_LIST
 from knowledge.models import Document, DocumentStatus
@@ -52,7 +52,12 @@ def documents(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         PAGE,
-        {"documents": documents, "collections": collections, "accepted": ACCEPTED_LIST},
+        {
+            "documents": documents,
+            "collections": collections,
+            "accepted": ACCEPTED_LIST,
+            "allowances": quotas.allowances(request.user.organization),
+        },
     )
 
 
@@ -103,7 +108,7 @@ def download(request: HttpRequest, pk: int) -> FileResponse:
     _require_manager(request)
     document = access.access_or_404(request.user, Document, pk=pk)
     response = FileResponse(
-        document.file.open("rb"),
+        services.open_stored_file(document),  # unreadable: a 409 page naming the cause
         as_attachment=True,
         filename=document.original_filename,
         content_type="application/octet-stream",

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from django.utils import timezone
 
+from core.provider_billing import is_out_of_credit
+from training.billing import tell_admins_llm_out_of_credit
 from training.grading import grade_extractively, grade_with_model
 from training.llm import LLMError, get_chat_model
 from training.models import (
@@ -39,6 +41,8 @@ def grade_session(session_id: int) -> Evaluation:
         evaluation.status = EvaluationStatus.FAILED
         evaluation.error = str(exc)[:300]
         evaluation.save()
+        if is_out_of_credit(exc):
+            tell_admins_llm_out_of_credit(session.organization_id)
         return evaluation
     evaluation.overall = grade.overall
     evaluation.rubric_scores = grade.rubric_scores

@@ -37,7 +37,8 @@ from django.conf import settings
 from django.db import connection, connections, transaction
 from django.db.models import F, Q
 
-from training import streaming
+from core.provider_billing import is_out_of_credit
+from training import billing, streaming
 from training.engine import build_prompt
 from training.llm import END_MARKER, ChatModel, LLMError, Prompt, TextDelta, Usage, get_chat_model
 from training.models import Message, MessageRole, MessageStatus, SessionStatus, TrainingSession
@@ -140,6 +141,7 @@ class _Progress:
     first_token_ms: int | None = None
     usage: Usage = field(default_factory=lambda: Usage(0, 0))
     error: str = ""
+    out_of_credit: bool = False  # the provider's account has run out of credit
     interrupted: bool = False
 
     def add(self, text: str) -> None:
@@ -330,6 +332,7 @@ async def stream_reply(reply_id: int, draft: DraftReply | None = None) -> AsyncI
                     progress.usage = event
     except LLMError as exc:
         progress.error = str(exc)
+        progress.out_of_credit = is_out_of_credit(exc)
     except TimeoutError:
         progress.error = "The AI service took too long to finish the reply."
     except asyncio.CancelledError as exc:
@@ -369,6 +372,11 @@ async def _conclude(
     ended = saved.session.status == SessionStatus.ENDED
     kind = "failed" if progress.error else "done"
     await publisher.send(kind, html=html, ended=ended, interrupted=progress.interrupted)
+    if progress.out_of_credit:  # after the learner has their answer: it may send email
+        try:
+            await _db(billing.tell_admins_llm_out_of_credit)(saved.session.organization_id)
+        except Exception:
+            logger.exception("out_of_credit_notice_failed", message_id=saved.pk)
     logger.info(
         "reply_generated",
         message_id=saved.pk,

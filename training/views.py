@@ -16,7 +16,7 @@ from django.http import (
 from django.shortcuts import redirect, render
 from django.views.decorators.http import require_GET, require_POST
 
-from accounts import access
+from accounts import access, notices, usage
 from accounts.models import Team
 from core import sse
 from training import analytics, errors, selectors, sessions, streaming
@@ -81,6 +81,13 @@ def dashboard(request: HttpRequest) -> HttpResponse:
             "trend_points": _trend_points(scores),
             # Managers also see their organization's progress at a glance.
             "progress": analytics.summarize(user) if access.is_manager(user) else None,
+            # and its use of its limits; admins see the problems only they can fix.
+            "allowances": (
+                usage.allowances_of(user.organization)
+                if access.is_manager(user) and user.organization_id
+                else []
+            ),
+            "notices": list(notices.open_notices_for(user)),
         },
     )
 

@@ -9,7 +9,15 @@ from django.apps import apps
 from django.urls import reverse
 
 from accounts import access, audit
-from accounts.models import ApiKey, AuditEvent, Organization, ProviderCredential, Team, User
+from accounts.models import (
+    ApiKey,
+    AuditEvent,
+    Organization,
+    OrganizationNotice,
+    ProviderCredential,
+    Team,
+    User,
+)
 from accounts.tests.factories import TeamFactory, UserFactory, make_api_key
 from avatar_adam.tests.url_walk import walk
 from knowledge import services
@@ -92,6 +100,9 @@ def foreign_object(model, globex):
             session=globex_session(globex),
             provider="liveavatar",
             provider_session_id="globex-avatar-session",
+        ),
+        OrganizationNotice: lambda: OrganizationNotice.objects.create(
+            organization=globex, kind="knowledge_limit", message="Globex is full."
         ),
         ProviderCredential: lambda: ProviderCredential.objects.get_or_create(
             organization=globex, service="llm", defaults={"api_key": "sk-globex-secret"}

@@ -19,7 +19,7 @@ def test_a_manager_uploads_watches_it_become_ready_and_asks_a_question(
     page.get_by_label("Email").fill(alice.email)
     page.get_by_label("Password").fill(password)
     page.get_by_role("button", name="Sign in").click()
-    page.get_by_role("link", name="Knowledge").click()
+    page.get_by_role("link", name="Knowledge", exact=True).click()
     page.get_by_role("heading", name="Knowledge base").wait_for()
 
     policy = Path(tmp_path) / "returns-policy.html"
