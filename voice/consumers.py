@@ -22,7 +22,7 @@ from django.conf import settings
 from accounts.models import User
 from core.errors import as_refused
 from training import turns
-from voice import calls, metrics
+from voice import billing, calls, metrics
 from voice.audio import INPUT_SAMPLE_RATE, duration_ms
 from voice.avatar import get_avatar_provider, usage
 from voice.avatar.base import AvatarError, AvatarEvent, AvatarSession
@@ -116,6 +116,7 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             on_session_ended=self._session_ended,
             database=self.database,
         )
+        self.conversation.on_out_of_credit = self._tell_out_of_credit
         self.audio_received_ms = 0.0
         await self._send_event(
             {
@@ -274,8 +275,22 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         await self._drop_avatar(str(error))
         await self._avatar_unavailable(error.code, f"The video avatar stopped: {error}")
 
+    async def _tell_out_of_credit(self, service: str) -> None:
+        """A provider said the organization's account is out of credit: its admins are
+        told (a notice, at most one email a day); the call goes on as it can."""
+        if self.opened is None:
+            return
+        try:
+            await turns.on_database_thread(self.database, billing.tell_admins_out_of_credit)(
+                self.opened.organization_id, service
+            )
+        except Exception:  # telling must never break the call
+            logger.exception("out_of_credit_notice_failed", service=service)
+
     async def _avatar_unavailable(self, code: str, message: str) -> None:
         logger.info("avatar_unavailable", code=code, reason=message)
+        if code == "avatar_quota":
+            await self._tell_out_of_credit("avatar")
         await self._send_event(
             {
                 "type": "avatar.unavailable",
@@ -406,6 +421,8 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             try:
                 await conversation.start(mode)
             except SpeechProviderError as exc:
+                if exc.out_of_credit:
+                    await self._tell_out_of_credit("speech_to_text")
                 await self._close_with(4503, f"Voice is unavailable right now: {exc}")
                 return
             if "livekit" in faces and self.avatar_task is None:

@@ -292,6 +292,10 @@ class Conversation:
         self.early: _EarlyDraft | None = None
         self.avatar: AvatarSession | None = None  # a hosted face, fed the reply's audio
         self.on_avatar_lost: Callable[[AvatarError], Awaitable[None]] | None = None
+        # A speech provider said its account is out of credit: the service it was
+        # ("speech_to_text" / "text_to_speech"), told once per call (voice/billing.py).
+        self.on_out_of_credit: Callable[[str], Awaitable[None]] | None = None
+        self.credit_told: set[str] = set()
 
     # --- lifecycle -----------------------------------------------------------------
 
@@ -352,6 +356,14 @@ class Conversation:
 
     async def _error(self, code: str, message: str) -> None:
         await self._send({"type": "error", "code": code, "message": message, "fatal": False})
+
+    async def _speech_error(self, service: str, exc: SpeechProviderError) -> None:
+        """A speech provider failed: the learner is told; an account out of credit is
+        also reported (once a call) for the organization's admins."""
+        await self._error(f"{service}_failed", str(exc))
+        if exc.out_of_credit and self.on_out_of_credit and service not in self.credit_told:
+            self.credit_told.add(service)
+            _keep(asyncio.ensure_future(self.on_out_of_credit(service)))
 
     # --- the face ------------------------------------------------------------------
 
@@ -428,7 +440,7 @@ class Conversation:
         try:
             await self.transcription.send_audio(pcm)
         except SpeechProviderError as exc:
-            await self._error("speech_to_text_failed", str(exc))
+            await self._speech_error("speech_to_text", exc)
 
     async def _speech_started(self, at_ms: int) -> None:
         await self._send({"type": "vad.speech_started", "at_ms": at_ms})
@@ -479,7 +491,7 @@ class Conversation:
         try:
             return (await asyncio.shield(segment.task)).strip()
         except SpeechProviderError as exc:
-            await self._error("speech_to_text_failed", str(exc))
+            await self._speech_error("speech_to_text", exc)
             return ""
 
     # --- turn-taking ---------------------------------------------------------------
@@ -978,7 +990,7 @@ class Conversation:
                     reply.new_clause.clear()
                     await reply.new_clause.wait()
         except SpeechProviderError as exc:
-            await self._error("text_to_speech_failed", str(exc))
+            await self._speech_error("text_to_speech", exc)
         finally:
             if reply.presynthesis is not None:
                 reply.presynthesis.cancel()

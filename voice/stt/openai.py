@@ -118,13 +118,16 @@ _FORBIDDEN = SpeechProviderError(
 )
 _QUOTA = SpeechProviderError(
     "The speech recognition service's quota or credit is used up; an administrator must "
-    "check the speech-to-text plan and billing."
+    "check the speech-to-text plan and billing.",
+    out_of_credit=True,
 )
 
 
 def _error(template: SpeechProviderError) -> SpeechProviderError:
     """A fresh copy (an exception instance carries its traceback; never raise a shared one)."""
-    return SpeechProviderError(str(template), retryable=template.retryable)
+    return SpeechProviderError(
+        str(template), retryable=template.retryable, out_of_credit=template.out_of_credit
+    )
 
 
 def _timeout_error() -> SpeechProviderError:

@@ -178,7 +178,9 @@ def test_the_meter_moves_and_the_state_follows_the_turn(voice_page, bob, acme, p
     make_scenario(acme)
     start_voice_session(page, bob, password)
     page.get_by_role("button", name="Start call").click()
-    page.locator("#voice-transcript li.reply").first.wait_for(timeout=60_000)
+    # Up to 2 minutes: the first call of a stack loads its speech models (once over a
+    # minute in a full run on 2 cores).
+    page.locator("#voice-transcript li.reply").first.wait_for(timeout=120_000)
     wait_until(page, lambda: "speaking" in page.evaluate("window.__voice.states"), 30, "Speaking")
     recorded = page.evaluate("window.__voice")
     states = recorded["states"]

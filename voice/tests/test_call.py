@@ -85,8 +85,12 @@ def test_a_pause_mid_sentence_does_not_end_the_turn_and_the_draft_reply_is_throw
     client, done = run(talk())
     finals = client.of_type("transcript.final")
     assert len(finals) == 1, finals
-    assert finals[0]["text"].lower().startswith("hello dana")
-    assert "support plan" in finals[0]["text"].lower()
+    # Both halves in the one final, in order. (Whisper tiny hears the short first segment
+    # as "Hello Dana" or, now and then, "Alo Dana": the words are not what this tests.)
+    text = finals[0]["text"].lower()
+    assert "dana" in text, text
+    assert "support plan" in text, text
+    assert text.index("dana") < text.index("support plan"), text
     assert len(client.of_type("vad.speech_stopped")) >= 2, "it did pause"
     roles = list(Message.objects.filter(session=voice_session).values_list("role", flat=True))
     assert roles == ["persona", "learner", "persona"]

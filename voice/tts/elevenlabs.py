@@ -87,7 +87,8 @@ def _auth_error() -> SpeechProviderError:
 def _quota_error() -> SpeechProviderError:
     return SpeechProviderError(
         "The speech service (ElevenLabs) has used up its character quota; an administrator "
-        "must check the text-to-speech plan."
+        "must check the text-to-speech plan.",
+        out_of_credit=True,
     )
 
 
@@ -427,7 +428,7 @@ class _ElevenLabsSynthesis:
         if self.closed:
             raise SpeechProviderError("This speech synthesis is closed.")
         if self.failure is not None:
-            raise SpeechProviderError(str(self.failure), retryable=self.failure.retryable)
+            raise self.failure.again()
 
     # SpeechSynthesis
 
@@ -442,7 +443,7 @@ class _ElevenLabsSynthesis:
                 async for piece in pieces:
                     if isinstance(piece, _Dropped):
                         if played:  # said in part already: never say it twice
-                            raise SpeechProviderError(str(piece.error), retryable=True)
+                            raise piece.error.again(retryable=True)
                         break
                     played = True
                     yield piece
@@ -481,7 +482,7 @@ class _ElevenLabsSynthesis:
                     finished = True
                     return
                 if isinstance(item, SpeechProviderError):
-                    raise SpeechProviderError(str(item), retryable=item.retryable)
+                    raise item.again()
                 if isinstance(item, _Dropped):
                     yield item
                     return
