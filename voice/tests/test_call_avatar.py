@@ -50,6 +50,16 @@ async def _turn(voice_session, stub, *, faces=("livekit",), interrupt=False):
     return client
 
 
+async def _with_face(voice_session):
+    """A call whose page can show the hosted face, once the face is ready."""
+    client = call_for(voice_session.learner_for_test, voice_session.pk)
+    assert await client.connect()
+    await client.wait_for("session.ready")
+    await client.send_json({"type": "start", "avatar": ["livekit"]})
+    await client.wait_for("avatar.ready", timeout=10)
+    return client
+
+
 @pytest.fixture
 def voice_session(voice_session):
     voice_session.learner_for_test = voice_session.learner  # loaded outside the event loop
@@ -108,11 +118,7 @@ def test_a_page_that_cannot_join_the_room_has_the_face_closed_and_the_call_goes_
     async def call():
         async with running(LiveAvatarStub()) as stub:
             hosted_avatar.LIVEAVATAR_BASE_URL = stub.base_url
-            client = call_for(voice_session.learner_for_test, voice_session.pk)
-            assert await client.connect()
-            await client.wait_for("session.ready")
-            await client.send_json({"type": "start", "avatar": ["livekit"]})
-            await client.wait_for("avatar.ready", timeout=10)
+            client = await _with_face(voice_session)
             await client.send_json({"type": "avatar_stop", "reason": "the room refused us"})
             await client.speak(silence(300) + spoken(SENTENCE) + silence(1500))
             await client.wait_for("reply.done", timeout=60)
@@ -141,11 +147,7 @@ def test_an_interrupted_reply_keeps_only_what_the_face_had_said(voice_session, h
     async def call():
         async with running(LiveAvatarStub(speak_started_delay=1.5)) as stub:
             hosted_avatar.LIVEAVATAR_BASE_URL = stub.base_url
-            client = call_for(voice_session.learner_for_test, voice_session.pk)
-            assert await client.connect()
-            await client.wait_for("session.ready")
-            await client.send_json({"type": "start", "avatar": ["livekit"]})
-            await client.wait_for("avatar.ready", timeout=10)
+            client = await _with_face(voice_session)
             await client.speak(silence(300) + spoken(SENTENCE) + silence(1500))
             started = await client.wait_for("reply.audio_started", timeout=60)
             await asyncio.sleep(0.6)
