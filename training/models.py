@@ -28,6 +28,19 @@ class ScenarioQuerySet(models.QuerySet["Scenario"]):
         return self.filter(is_current=True, published=True)
 
 
+class ScenarioAvatar(models.TextChoices):
+    """The persona's face in voice sessions (voice/avatar/; templates/voice/avatar_face.html).
+    "" follows AVATAR_PROVIDER; "drawn:<look>" is the drawn face in that look (never a
+    hosted one); "hosted" asks for LiveAvatar; "none" shows no face."""
+
+    DEFAULT = "", "The installation's default face"
+    DRAWN_DEEP = "drawn:deep", "Drawn face: dark skin, black hair, green top"
+    DRAWN_WARM = "drawn:warm", "Drawn face: tan skin, auburn hair, red top"
+    DRAWN_SILVER = "drawn:silver", "Drawn face: light skin, grey hair, charcoal top"
+    HOSTED = "hosted", "Video avatar (LiveAvatar)"
+    NONE = "none", "No face"
+
+
 class Scenario(models.Model):
     """One version of a scenario. Editing a published scenario creates a new version.
 
@@ -67,7 +80,12 @@ class Scenario(models.Model):
     )  # fmt: skip
     knowledge_documents = models.ManyToManyField(Document, blank=True, related_name="+")
     voice = models.CharField(max_length=100, blank=True)
-    avatar = models.CharField(max_length=100, blank=True)
+    avatar = models.CharField(
+        max_length=100, blank=True, choices=ScenarioAvatar.choices,
+        help_text="The persona's face in voice sessions: the installation's default (the "
+        "drawn face, or the video avatar where AVATAR_PROVIDER says so), a drawn face of "
+        "another look, the video avatar (LiveAvatar), or none.",
+    )  # fmt: skip
     llm_model = models.CharField(
         max_length=120, blank=True,
         help_text="Chat model for this scenario (e.g. anthropic/claude-3.5-sonnet on "

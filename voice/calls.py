@@ -36,6 +36,7 @@ class OpenedCall:
     scenario_mode: str
     voice_id: str
     expires_at: str
+    avatar: str = ""  # the scenario's face (training.models.ScenarioAvatar)
     replaced: list[int] = field(default_factory=list)  # calls of this session taken over
     messages: list[dict[str, Any]] = field(default_factory=list)
 
@@ -131,6 +132,7 @@ def open_call(*, user: User, session_id: int) -> OpenedCall:
             scenario_mode=session.mode,
             voice_id=session.scenario.voice,
             expires_at=session.expires_at.isoformat(),
+            avatar=session.scenario.avatar,
             replaced=replaced,
             messages=_transcript(session),
         )

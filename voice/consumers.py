@@ -232,8 +232,17 @@ class VoiceConsumer(AsyncWebsocketConsumer):
         assert self.opened is not None
         assert self.conversation is not None
         on_database = functools.partial(turns.on_database_thread, self.database)
+        chosen = self.opened.avatar  # the scenario's author chose (ScenarioAvatar)
+        if chosen.startswith("drawn:"):
+            await self._send_event({"type": "avatar.ready", "provider": "local"})
+            return  # the drawn face: no hosted one is opened or billed
+        if chosen == "none":
+            await self._avatar_unavailable("avatar_not_chosen", "This scenario shows no face.")
+            return
         try:
-            provider = await on_database(get_avatar_provider)(self.opened.organization_id)
+            provider = await on_database(get_avatar_provider)(
+                self.opened.organization_id, hosted=chosen == "hosted"
+            )
         except AvatarError as exc:
             await self._avatar_unavailable(exc.code, str(exc))
             return

@@ -59,6 +59,8 @@ class VoiceCall {
       partial: panel.querySelector("#voice-partial"),
       metrics: panel.querySelector("#voice-metrics"),
       modes: Array.from(panel.querySelectorAll("input[name=voice-mode]")),
+      faceRow: panel.querySelector("#voice-face-row"),
+      faceShown: panel.querySelector("#voice-face"),
     };
     this.speaker = panel.dataset.persona || "Persona";
     this.mode = this.el.modes.find((input) => input.checked)?.value || "hands_free";
@@ -100,6 +102,13 @@ class VoiceCall {
     this.el.end.addEventListener("click", () => this.end());
     this.el.retryMic.addEventListener("click", () => this.capture.restart());
     this.el.modes.forEach((input) => input.addEventListener("change", () => this.setMode(input.value)));
+    if (this.face && this.el.faceShown) {
+      // The learner may turn the face off for this session (kept for the tab's life).
+      this.el.faceRow.hidden = false;
+      this.el.faceShown.checked = window.sessionStorage.getItem(this.faceKey()) !== "off";
+      this.showFace(this.el.faceShown.checked);
+      this.el.faceShown.addEventListener("change", () => this.showFace(this.el.faceShown.checked));
+    }
     const ptt = this.el.ptt;
     ptt.addEventListener("pointerdown", (event) => {
       if (event.button !== 0) return;
@@ -355,8 +364,9 @@ class VoiceCall {
     this.speaker = event.mode === "training" ? "Trainer" : this.panel.dataset.persona || "Persona";
     this.showTranscript(event.messages || []);
     this.phase = "live";
-    // A page with the LiveKit client can show the hosted avatar (PROTOCOL.md, avatar.ready).
-    const faces = this.face && this.face.dataset.livekitSrc ? ["livekit"] : [];
+    // A page with the LiveKit client can show the hosted avatar (PROTOCOL.md, avatar.ready),
+    // unless the learner turned the face off.
+    const faces = this.face && !this.face.hidden && this.face.dataset.livekitSrc ? ["livekit"] : [];
     this.send({ type: "start", mode: this.mode, avatar: faces });
     this.started = true;
     if (this.pttHeld) this.send({ type: "ptt_down" });
@@ -551,6 +561,22 @@ class VoiceCall {
     });
     this.hosted = hosted;
     hosted.join(event).catch(() => {}); // onLost has told the learner and the server
+  }
+
+  faceKey() {
+    return `voice-face:${this.panel.dataset.socketPath}`;
+  }
+
+  /** The learner shows or hides the face. Hidden, a hosted face is left and closed (the
+   * server stops billing it); shown again, the drawn face returns at once and a hosted one
+   * with the next call. */
+  showFace(shown) {
+    this.face.hidden = !shown;
+    window.sessionStorage.setItem(this.faceKey(), shown ? "on" : "off");
+    if (!shown && this.hosted) {
+      this.leaveHostedAvatar();
+      this.send({ type: "avatar_stop", reason: "the learner turned the face off" });
+    }
   }
 
   leaveHostedAvatar() {

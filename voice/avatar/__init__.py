@@ -16,9 +16,10 @@ from core.endpoints import check_provider_endpoint
 from voice.avatar.base import AvatarConfigurationError, AvatarProvider
 
 
-def get_avatar_provider(organization_id: int | None) -> AvatarProvider:
+def get_avatar_provider(organization_id: int | None, *, hosted: bool = False) -> AvatarProvider:
     """The configured avatar: the organization's own key first, then AVATAR_PROVIDER and
-    LIVEAVATAR_*. Blocking (database, DNS): call it off the event loop.
+    LIVEAVATAR_*; `hosted` (the scenario asks for the video avatar) means LiveAvatar
+    whatever AVATAR_PROVIDER says. Blocking (database, DNS): call it off the event loop.
 
     Raises AvatarConfigurationError when the hosted avatar is chosen but cannot be used
     (no key, no avatar id, an endpoint that fails the provider-endpoint check)."""
@@ -28,8 +29,9 @@ def get_avatar_provider(organization_id: int | None) -> AvatarProvider:
     provider = settings.AVATAR_PROVIDER
     api_key = settings.LIVEAVATAR_API_KEY
     base_url = settings.LIVEAVATAR_BASE_URL
-    if credential is not None:
+    if credential is not None or hosted:
         provider = provider if provider != "local" else "liveavatar"
+    if credential is not None:
         api_key, base_url = credential.api_key, credential.base_url or base_url
     if provider == "local":
         from voice.avatar.local import LocalAvatar

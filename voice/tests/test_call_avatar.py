@@ -344,3 +344,31 @@ def test_managers_read_each_hosted_avatar_sessions_minutes_in_the_admin(
     assert "20.6" not in text, "another organization's session is not listed"
     client.force_login(bob)
     assert client.get("/admin/voice/avatarsession/").status_code in (302, 403)
+
+
+@pytest.mark.parametrize(
+    ("choice", "provider", "expected"),
+    [
+        ("drawn:warm", "liveavatar", "local"),  # a drawn look: never a hosted face
+        ("hosted", "local", "liveavatar"),  # the scenario asks for the video avatar
+        ("", "local", "local"),  # the installation's default
+    ],
+)
+def test_the_scenarios_choice_of_face_decides_whether_one_is_opened(
+    voice_session, hosted_avatar, choice, provider, expected
+):
+    voice_session.scenario.avatar = choice
+    voice_session.scenario.save(update_fields=["avatar"])
+    hosted_avatar.AVATAR_PROVIDER = provider
+
+    async def call():
+        async with running(LiveAvatarStub()) as stub:
+            hosted_avatar.LIVEAVATAR_BASE_URL = stub.base_url
+            client = await _with_face(voice_session)
+            await client.disconnect()
+            return client, stub
+
+    client, stub = run(call())
+    assert client.of_type("avatar.ready")[0]["provider"] == expected
+    assert bool(stub.sessions) == (expected == "liveavatar")
+    assert not stub.problems
