@@ -38,6 +38,7 @@ class LocalAvatar {
     this.interruptedTimer = null;
     this.shown = 0;
     this.hearing = false; // a reply chunk is where the learner hears it now
+    this.heardReply = false; // this reply has been heard (a gap in its audio is still it)
     this.mouthLoop();
   }
 
@@ -45,6 +46,7 @@ class LocalAvatar {
   show(key, sentence) {
     this.callState = key;
     this.callSentence = sentence;
+    if (key !== "replying" && key !== "speaking") this.heardReply = false; // the reply is over
     this.update();
   }
 
@@ -55,6 +57,7 @@ class LocalAvatar {
         if (event.mode === "training") this.face.setName("Trainer");
         break;
       case "reply.interrupted":
+        this.heardReply = false;
         this.interruptedUntil = performance.now() + INTERRUPTED_MS;
         window.clearTimeout(this.interruptedTimer);
         this.interruptedTimer = window.setTimeout(() => this.update(), INTERRUPTED_MS + 20);
@@ -80,7 +83,9 @@ class LocalAvatar {
     // (the panel re-renders on playback only every quarter second): the mouth never moves
     // under a "thinking" face, nor under a listening one while the learner talks over it
     // (until the barge-in flushes the reply).
-    const [state, sentence] = this.hearing ? LOOKS.speaking : look;
+    // … and through a gap in its audio (a late chunk), with its mouth shut.
+    const speaking = this.hearing || (this.heardReply && this.callState === "replying");
+    const [state, sentence] = speaking ? LOOKS.speaking : look;
     if (state !== "speaking" && performance.now() < this.interruptedUntil) {
       this.face.setState("interrupted", "Interrupted");
       return;
@@ -94,6 +99,7 @@ class LocalAvatar {
       const heard = this.player.loudness();
       if (Boolean(heard) !== this.hearing) {
         this.hearing = Boolean(heard);
+        if (this.hearing) this.heardReply = true;
         this.update();
       }
       if (!heard || heard.rms <= 0 || 20 * Math.log10(heard.rms) < PRESENT_DB) {

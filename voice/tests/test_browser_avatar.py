@@ -284,4 +284,5 @@ def test_a_scenario_without_a_face_shows_none(face_page, bob, acme, password):
     start_voice_session(page, bob, password)
     assert page.locator("#avatar").count() == 0
     assert not page.locator("#voice-face-row").is_visible()
-    assert page.get_by_role("button", name="Start call").is_enabled()
+    start = page.get_by_role("button", name="Start call")
+    wait_until(page, start.is_enabled, 10, "Start call enabled by the page's script")
