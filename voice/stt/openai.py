@@ -125,9 +125,7 @@ _QUOTA = SpeechProviderError(
 
 def _error(template: SpeechProviderError) -> SpeechProviderError:
     """A fresh copy (an exception instance carries its traceback; never raise a shared one)."""
-    return SpeechProviderError(
-        str(template), retryable=template.retryable, out_of_credit=template.out_of_credit
-    )
+    return template.again()
 
 
 def _timeout_error() -> SpeechProviderError:
