@@ -629,6 +629,9 @@ VOICE_DRAFT_PAUSE_MS = env.int("VOICE_DRAFT_PAUSE_MS", default=128)
 VOICE_BARGE_IN_GRACE_MS = env.int("VOICE_BARGE_IN_GRACE_MS", default=400)
 VOICE_BARGE_IN_MIN_SPEECH_MS = env.int("VOICE_BARGE_IN_MIN_SPEECH_MS", default=192)
 VOICE_BARGE_IN_MIN_WORDS = env.int("VOICE_BARGE_IN_MIN_WORDS", default=2)
+# ...and at least this much clear speech (VAD probability over the threshold) in it: a
+# cough or a laugh is ~250 ms, "Wait, stop" ~450 ms, "Hold on" ~550 ms.
+VOICE_BARGE_IN_MIN_VOICED_MS = env.int("VOICE_BARGE_IN_MIN_VOICED_MS", default=384)
 VOICE_BARGE_IN_CONFIRM_MS = env.int("VOICE_BARGE_IN_CONFIRM_MS", default=800)
 # How far ahead of real time reply audio is sent (the client's buffer), in ms.
 VOICE_PLAYBACK_LEAD_MS = env.int("VOICE_PLAYBACK_LEAD_MS", default=300)

@@ -74,6 +74,8 @@ class _Segment:
     started_ms: int
     during_reply: _Reply | None
     audio_ms: float = 0.0
+    ended_ms: int = 0  # where it stopped in the call's audio (set at its end)
+    voiced_ms: int = 0  # how much of it was clearly speech (set at its end)
     task: asyncio.Task[str] | None = None
 
 
@@ -103,6 +105,7 @@ class _Reply:
     client_report: tuple[float, float] | None = None  # (played_ms, when) from the client
     frozen_played_ms: float | None = None  # where the audio stopped, until the client says
     heard: list[str] = field(default_factory=list)  # text heard before a pause
+    overheard: list[_Segment] = field(default_factory=list)  # spoken over it, not a turn (yet)
     # A hosted avatar speaking this reply: the client hears the avatar's audio (its
     # `playback` reports say so), which starts when the avatar says `speak_started` for the
     # utterance carrying it; the reply position that utterance starts at (after a resume).
@@ -112,6 +115,7 @@ class _Reply:
     avatar_from_ms: float = 0.0
     text: str = ""
     paused: bool = False
+    cancelled: bool = False  # stopped for good (paused stays set)
     paused_at_audio_ms: float = 0.0  # the call's learner-audio position when it stopped
     reader: asyncio.Task[None] | None = None
     speaker: asyncio.Task[None] | None = None
@@ -231,6 +235,18 @@ def _is_echo(heard: str, reply_text: str) -> bool:
     if not heard_words or not reply_words:
         return False
     return sum(w in reply_words for w in heard_words) / len(heard_words) >= 0.8
+
+
+def _leading_up_to(segments: list[_Segment], started_ms: int) -> list[_Segment]:
+    """The stretches of `segments` that speech starting at `started_ms` follows closely:
+    with it, one utterance ("Wait, ... stop." is two stretches)."""
+    chain: list[_Segment] = []
+    for earlier in reversed(segments):
+        if started_ms - earlier.ended_ms > settings.VOICE_BARGE_IN_CONFIRM_MS:
+            break
+        chain.insert(0, earlier)
+        started_ms = earlier.started_ms
+    return chain
 
 
 class Conversation:
@@ -463,10 +479,14 @@ class Conversation:
             await self._segment_audio(preroll)
 
     def reply_finished(self) -> bool:
-        return self.reply is None or (
-            self.reply.reader is not None
-            and self.reply.reader.done()
-            and (self.reply.sender is None or self.reply.sender.done())
+        """No reply, or its text and audio are all out, or it was cancelled; a reply
+        paused by speech over it is not: that speech decides whether it resumes."""
+        reply = self.reply
+        return reply is None or (
+            reply.reader is not None
+            and reply.reader.done()
+            and (reply.sender is None or reply.sender.done())
+            and (not reply.paused or reply.cancelled)
         )
 
     async def _speech_stopped(self, at_ms: int) -> None:
@@ -475,6 +495,7 @@ class Conversation:
         self.paused = False
         if segment is None:
             return
+        segment.ended_ms, segment.voiced_ms = at_ms, self.detector.voiced_ms
         self.speech_stopped_at = time.monotonic() - max(0, self.audio_ms - at_ms) / 1000
         self.turn_speech_ms += max(0, at_ms - segment.started_ms)
         assert self.transcription is not None
@@ -846,35 +867,54 @@ class Conversation:
 
     async def _confirm_barge_in(self, segment: _Segment) -> None:
         """Still talking over the reply: it was a real interruption. The segment goes on
-        as the learner's next turn (its pause decides that turn's end as usual)."""
+        as the learner's next turn (its pause decides that turn's end as usual), after
+        the stretches just before it ("Wait, ..." then talking on)."""
         reply = segment.during_reply
         segment.during_reply = None
         if reply is not None:
+            earlier = _leading_up_to(reply.overheard, segment.started_ms)
+            reply.overheard = [s for s in reply.overheard if s not in earlier]
+            self.turn_segments.extend(earlier)
             await self._cancel_reply(reply, confirmed=True)
 
     async def _settle_barge_in(self, segment: _Segment) -> None:
         """A segment spoken over a reply ended before it was confirmed: a real
-        interruption (enough words), or a cough, an "mm-hm", or the persona's own voice
-        coming back through the speakers, which never stop the reply."""
+        interruption, or a cough, an "mm-hm", or the persona's own voice coming back
+        through the speakers, which never stop the reply.
+
+        Real takes enough words in enough clear speech to hold them (a speech model can
+        hear "thank you" in a cough), counted over the stretches of speech that follow
+        each other closely ("Wait, ... stop." is two)."""
         reply = segment.during_reply
         assert reply is not None
-        text = await self._segment_text(segment)
+        utterance = [*_leading_up_to(reply.overheard, segment.started_ms), segment]
+        reply.overheard.append(segment)
+        text = " ".join(t for t in [await self._segment_text(s) for s in utterance] if t)
+        if segment not in reply.overheard:
+            return  # a later stretch of the same utterance already decided
         words = len(text.split())
         real = (
             reply.paused
             and words >= settings.VOICE_BARGE_IN_MIN_WORDS
+            and sum(s.voiced_ms for s in utterance) >= settings.VOICE_BARGE_IN_MIN_VOICED_MS
             and not _is_echo(
                 text, " ".join([*reply.heard, *reply.clauses, *(s.text for s in reply.spans)])
             )
         ) or (reply.audio_started is None and bool(text))  # spoke while it was still thinking
         if real:
-            segment.during_reply = None
-            self.turn_segments.append(segment)
+            reply.overheard = [s for s in reply.overheard if s not in utterance]
+            for stretch in utterance:
+                stretch.during_reply = None
+            self.turn_segments.extend(utterance)
             await self._cancel_reply(reply, confirmed=True)
             if self.mode == "hands_free" and self.segment is None:
                 self.decision = asyncio.ensure_future(self._decide_end_of_turn())
-        elif reply.paused and reply is self.reply:
+        elif reply.paused and reply is self.reply and not self._talking_over(reply):
             await self._resume(reply)
+
+    def _talking_over(self, reply: _Reply) -> bool:
+        """The learner is speaking over `reply` right now (that stretch decides next)."""
+        return self.segment is not None and self.segment.during_reply is reply
 
     async def _resume(self, reply: _Reply) -> None:
         """A false interruption: speak the rest of the reply from where it stopped."""
@@ -905,6 +945,7 @@ class Conversation:
     async def _cancel_reply(self, reply: _Reply, *, confirmed: bool) -> None:
         """Stop the reply for good and keep only what was heard."""
         now = time.monotonic()
+        reply.cancelled = True
         if not reply.paused:
             reply.frozen_played_ms = reply.played_ms(now)
             reply.client_report = None

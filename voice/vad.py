@@ -74,6 +74,7 @@ class SpeechDetector:
         self.run = 0  # consecutive windows against the current state
         self.position_ms = 0  # audio consumed so far
         self.last_probability = 0.0
+        self.voiced_ms = 0  # of the current (or last) speech: windows at the threshold or above
 
     def probability(self, window: np.ndarray) -> float:
         batch = np.concatenate([self.context, window])[None, :]
@@ -91,10 +92,13 @@ class SpeechDetector:
             window, self.pending = self.pending[:WINDOW], self.pending[WINDOW:]
             self.position_ms += WINDOW_MS
             probability = self.last_probability = self.probability(window)
+            if probability >= self.threshold:
+                self.voiced_ms += WINDOW_MS
             if not self.speaking:
                 self.run = self.run + 1 if probability >= self.threshold else 0
                 if self.run >= self.start_windows:
                     self.speaking, self.run = True, 0
+                    self.voiced_ms = self.start_windows * WINDOW_MS
                     at = self.position_ms - self.start_windows * WINDOW_MS
                     events.append(VadEvent("speech_started", max(0, at)))
             elif probability >= self.threshold - 0.15:

@@ -10,6 +10,7 @@ from training.models import Message
 from training.tests.run_turns import run
 from voice.audio import INPUT_SAMPLE_RATE, float_to_pcm, pcm_to_float, resample
 from voice.tests.speech import call_for, describe, silence, spoken
+from voice.tests.speech_servers import OPENAI_KEY, OpenAIStub, running
 from voice.tts import OUTPUT_SAMPLE_RATE
 
 QUESTION = "Hello Dana, can you tell me what worries you about the renewal?"
@@ -87,6 +88,27 @@ def test_talking_over_the_reply_stops_it_within_100_ms_and_stores_only_what_was_
     assert "support" in final["text"].lower()
 
 
+def test_a_short_interruption_in_two_breaths_stops_the_reply(voice_session):
+    """ "Wait, stop." is two stretches of speech of one word each: one interruption."""
+    learner = voice_session.learner
+
+    async def talk():
+        client = call_for(learner, voice_session.pk)
+        started = await _until_reply_audio(client)
+        await _keep_silent(client, 1.5)
+        await client.speak(spoken("Wait, stop.") + silence(1500))
+        done = await client.wait_for("reply.done", timeout=30)
+        turn = await client.wait_for("transcript.final", timeout=30, count=2)
+        await client.disconnect()
+        return client, started, done, turn
+
+    client, started, done, turn = run(talk())
+    assert done["interrupted"] is True, describe(client)
+    assert Message.objects.get(pk=started["reply_id"]).interrupted
+    assert "wait" in turn["text"].lower()
+    assert "stop" in turn["text"].lower()
+
+
 def test_silence_and_a_cough_during_playback_do_not_interrupt(voice_session):
     cough = float_to_pcm(0.3 * (pcm_to_float(spoken("Ha!"))))  # a short burst, one word
 
@@ -111,6 +133,37 @@ def test_silence_and_a_cough_during_playback_do_not_interrupt(voice_session):
     assert stored.text == _reply_text(client, started["reply_id"]).strip()
     heard_ms = len(client.audio) / (OUTPUT_SAMPLE_RATE * 2) * 1000
     assert heard_ms > 4000, "the whole objection was spoken"
+
+
+def test_a_cough_a_speech_model_hears_as_words_does_not_interrupt(voice_session, settings):
+    """Speech models make words of noise ("Thank you."): the hosted stand-in here hears
+    every segment as five words, so only the burst's length can tell a cough apart."""
+    settings.VOICE_STT_PROVIDER = "openai-realtime"
+    settings.VOICE_STT_API_KEY = OPENAI_KEY
+    settings.VOICE_STT_MODEL = "gpt-live-transcribe"
+    cough = spoken("Ha!")
+    learner = voice_session.learner
+
+    async def talk():
+        async with running(OpenAIStub(model="gpt-live-transcribe")) as server:
+            settings.VOICE_STT_BASE_URL = server.base_url
+            client = call_for(learner, voice_session.pk)
+            started = await _until_reply_audio(client)
+            await _keep_silent(client, 1.2)
+            await client.speak(cough)
+            done_task = asyncio.ensure_future(client.wait_for("reply.done", timeout=60))
+            while not done_task.done():
+                await _keep_silent(client, 0.2)
+            done = await done_task
+            await client.disconnect()
+            return client, started, done, list(server.deltas_sent)
+
+    client, started, done, heard = run(talk())
+    assert client.of_type("reply.interrupted"), describe(client)  # the audio stopped a moment
+    assert "".join(heard).count("you spoke for") == 2, heard  # the cough was heard as words
+    assert done["interrupted"] is False, describe(client)
+    assert client.of_type("reply.resumed")
+    assert not Message.objects.get(pk=started["reply_id"]).interrupted
 
 
 def test_the_persona_hearing_its_own_voice_does_not_interrupt_itself(voice_session):
