@@ -1024,6 +1024,7 @@ class Conversation:
                             reply.audio += pcm
                             reply.queued_ms += duration_ms(pcm, OUTPUT_SAMPLE_RATE)
                             reply.new_audio.set()
+                            await self._avatar_speaks(reply, pcm)
                     reply.spans.append(_Span(start, reply.queued_ms, clause))
                 elif reply.clauses_done:
                     break
@@ -1037,6 +1038,17 @@ class Conversation:
                 reply.presynthesis.cancel()
             reply.synthesis_done = True
             reply.new_audio.set()
+        await self._to_avatar(lambda avatar: avatar.speak_end())
+
+    async def _avatar_speaks(self, reply: _Reply, pcm: bytes) -> None:
+        """The face gets the reply's audio as it is synthesized, not paced as the page's
+        socket is: it schedules its own playback, and what it has in hand is what it can
+        start moving its mouth to (an interruption clears it there)."""
+        if self.avatar is None:
+            return
+        await self._to_avatar(lambda avatar: avatar.speak(pcm))
+        if reply.avatar_utterance is None and self.avatar is not None:
+            reply.avatar_utterance = self.avatar.utterance_id
 
     async def _send_audio(self, reply: _Reply) -> None:
         lead = settings.VOICE_PLAYBACK_LEAD_MS / 1000
@@ -1064,9 +1076,6 @@ class Conversation:
                 if self.closed or reply.paused:
                     return
                 await self.send_bytes(frame)
-                await self._to_avatar(lambda avatar, pcm=frame: avatar.speak(pcm))
-                if reply.avatar_utterance is None and self.avatar is not None:
-                    reply.avatar_utterance = self.avatar.utterance_id
                 self.echo.played(frame, OUTPUT_SAMPLE_RATE)
                 frame_ms = duration_ms(frame, OUTPUT_SAMPLE_RATE)
                 reply.sent_ms += frame_ms
@@ -1079,7 +1088,6 @@ class Conversation:
         if reply.reader is not None:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await asyncio.shield(reply.reader)
-        await self._to_avatar(lambda avatar: avatar.speak_end())
         await self._send(
             {
                 "type": "reply.audio_done",

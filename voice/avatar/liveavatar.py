@@ -16,9 +16,11 @@ A session is started in two calls, then driven over a command WebSocket:
    `POST /v1/sessions/keep-alive` and `GET /v1/sessions?type=active` for housekeeping.
 
 All of an utterance's `agent.speak` packets and its `agent.speak_end` share one
-`event_id` (as Pipecat does), so the provider's speak events name our utterance. The
-first packet of an utterance is half a second, so the face starts moving early; audio
-under a packet waits for more, for `speak_end()`, or at most `HOLD_SECONDS`.
+`event_id` (as Pipecat does), so the provider's speak events name our utterance. Audio is
+never held back to fill a packet: it goes out as soon as the socket is free, and only
+audio that arrives while an earlier packet is still being sent is gathered into the
+waiting packet (up to the recommended second). A clause's first audio therefore leaves
+within a send's time, and a fast synthesizer's small pieces still travel as few packets.
 
 Any failure is an AvatarError and the call goes on with voice only; a session whose
 socket is lost is stopped at the provider at once (it would otherwise bill until its idle
@@ -82,9 +84,7 @@ from voice.avatar.base import (
 logger = structlog.get_logger(__name__)
 
 BYTES_PER_SECOND = AVATAR_SAMPLE_RATE * 2  # 16-bit mono
-FIRST_PACKET_BYTES = BYTES_PER_SECOND // 2  # the face starts moving sooner
-PACKET_BYTES = BYTES_PER_SECOND  # the docs' recommended ~1 s
-HOLD_SECONDS = 0.25  # audio under a packet is sent after this long without more
+PACKET_BYTES = BYTES_PER_SECOND  # the docs' recommended ~1 s: the most gathered in one
 MAX_MESSAGE_BYTES = 1_000_000  # the docs' limit for one packet
 # Sessions end after 5 idle minutes; Pipecat sends a keep-alive every 150 s.
 KEEPALIVE_SECONDS = 120.0
@@ -479,8 +479,7 @@ class LiveAvatar:
 @dataclass
 class _Utterance:
     id: str
-    sent_bytes: int = 0  # audio packed into agent.speak packets so far
-    packets: int = 0
+    sent_bytes: int = 0  # audio sent in agent.speak packets so far
     started: bool = False
     ended: bool = False  # the provider said speak_ended, or we interrupted it
 
@@ -509,10 +508,9 @@ class LiveAvatarSession:
         self._ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outbox: collections.deque[dict[str, Any]] = collections.deque()
         self._wake = asyncio.Event()
-        self._pending = bytearray()  # the current utterance's audio not yet in a packet
+        self._odd = b""  # a half sample left over from the last piece of audio
         self._current: _Utterance | None = None
         self._utterances: dict[str, _Utterance] = {}  # sent and not yet ended
-        self._hold: asyncio.TimerHandle | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._shutdown_task: asyncio.Task[None] | None = None
 
@@ -646,7 +644,6 @@ class LiveAvatarSession:
         if not opened:
             self._ready.set_exception(error)
             self._ready.exception()  # retrieved: connect() raises it
-        self._cancel_hold()
         self._outbox.clear()
         self._wake.set()
         if opened:  # while opening, open() raises the error instead
@@ -674,6 +671,12 @@ class LiveAvatarSession:
                 await self._wake.wait()
                 continue
             message = self._outbox.popleft()
+            if "pcm" in message:  # a packet still open to more audio: closed now
+                audio = message.pop("pcm")
+                message["audio"] = base64.b64encode(audio).decode("ascii")
+                utterance = self._utterances.get(message["event_id"])
+                if utterance is not None:
+                    utterance.sent_bytes += len(audio)
             try:
                 async with asyncio.timeout(self.timeout):
                     await ws.send(json.dumps(message))
@@ -691,39 +694,23 @@ class LiveAvatarSession:
                 return
             self._queue({"type": "session.keep_alive", "event_id": uuid.uuid4().hex})
 
-    def _pack(self, utterance: _Utterance, *, everything: bool) -> None:
-        """Move the pending audio into agent.speak packets: whole packets only, or all of
-        it (whole samples) when the utterance ends or the hold expires."""
-        while self._pending:
-            size = FIRST_PACKET_BYTES if utterance.packets == 0 else PACKET_BYTES
-            if len(self._pending) < size:
-                if not everything:
-                    return
-                size = len(self._pending) - len(self._pending) % 2
-                if size == 0:
-                    return
-            audio = bytes(self._pending[:size])
-            del self._pending[:size]
-            message = {
-                "type": "agent.speak",
-                "event_id": utterance.id,
-                "audio": base64.b64encode(audio).decode("ascii"),
-            }
-            assert len(json.dumps(message)) < MAX_MESSAGE_BYTES
-            utterance.sent_bytes += len(audio)
-            utterance.packets += 1
-            self._utterances[utterance.id] = utterance
-            self._queue(message)
-
-    def _cancel_hold(self) -> None:
-        if self._hold is not None:
-            self._hold.cancel()
-            self._hold = None
-
-    def _hold_expired(self) -> None:
-        self._hold = None
-        if self.failure is None and not self.closed and self._current is not None:
-            self._pack(self._current, everything=True)
+    def _add_audio(self, utterance: _Utterance, pcm: bytes) -> None:
+        """Into the packet waiting to be sent, if there is one with room, else a new one."""
+        last = self._outbox[-1] if self._outbox else None
+        while pcm:
+            if not (
+                last is not None
+                and last.get("event_id") == utterance.id
+                and "pcm" in last
+                and len(last["pcm"]) < PACKET_BYTES
+            ):
+                last = {"type": "agent.speak", "event_id": utterance.id, "pcm": bytearray()}
+                self._outbox.append(last)
+            room = PACKET_BYTES - len(last["pcm"])
+            last["pcm"] += pcm[:room]
+            pcm = pcm[room:]
+        self._utterances[utterance.id] = utterance
+        self._wake.set()
 
     @property
     def utterance_id(self) -> str | None:
@@ -735,27 +722,23 @@ class LiveAvatarSession:
             return
         if self._current is None:
             self._current = _Utterance(uuid.uuid4().hex)
-        self._pending += pcm
-        self._pack(self._current, everything=False)
-        self._cancel_hold()
-        if self._pending:
-            self._hold = asyncio.get_running_loop().call_later(HOLD_SECONDS, self._hold_expired)
+        pcm = self._odd + pcm
+        whole = len(pcm) - len(pcm) % 2
+        self._odd = pcm[whole:]
+        self._add_audio(self._current, pcm[:whole])
 
     async def speak_end(self) -> str | None:
         self._check()
-        self._cancel_hold()
         utterance, self._current = self._current, None
         if utterance is None:
             return None
-        self._pack(utterance, everything=True)
-        self._pending.clear()  # an odd trailing byte is half a sample
+        self._odd = b""  # an odd trailing byte is half a sample
         self._queue({"type": "agent.speak_end", "event_id": utterance.id})
         return utterance.id
 
     async def interrupt(self) -> None:
         self._check()
-        self._cancel_hold()
-        self._pending.clear()
+        self._odd = b""
         # Audio not yet sent is dropped here; what was sent, the interrupt clears there.
         kept = [m for m in self._outbox if m["type"] not in ("agent.speak", "agent.speak_end")]
         self._outbox.clear()
@@ -800,7 +783,6 @@ class LiveAvatarSession:
     async def close(self) -> None:
         if self.closed:
             return
-        self._cancel_hold()
         if self._shutdown_task is None:
             self._shutdown_task = asyncio.ensure_future(self._shutdown())
         self.closed = True

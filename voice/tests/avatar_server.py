@@ -26,6 +26,7 @@ import binascii
 import contextlib
 import json
 import threading
+import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -96,6 +97,7 @@ class LiveAvatarStub(_Stub):
         self.token_bodies: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self.packets: list[bytes] = []  # decoded audio of each agent.speak, in order
+        self.packet_times: list[float] = []  # when each arrived (time.monotonic())
         self.packet_message_bytes: list[int] = []
         self.http_keepalives: list[str] = []
         self.sent_events: list[dict[str, Any]] = []
@@ -331,6 +333,7 @@ class LiveAvatarStub(_Stub):
         if event_id in session.ended:
             self.problems.append(f"audio for {event_id!r} after its speak_end")
         self.packets.append(audio)
+        self.packet_times.append(time.monotonic())
         session.spoken.setdefault(event_id, bytearray()).extend(audio)
         if event_id not in session.started_events:
             session.started_events.add(event_id)

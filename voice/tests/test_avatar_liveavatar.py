@@ -109,7 +109,7 @@ def test_a_whole_lifecycle_from_token_to_stop():
             await until(lambda: "speak_ended" in listener.kinds(first_id))
             second = tone(0.6, 330)
             await avatar.speak(second)
-            await until(lambda: len(server.packets) == 3)  # the first half second of it
+            await until(lambda: len(server.packets) == 3)
             await avatar.interrupt()
             await avatar.keep_alive()
             await until(lambda: "session.keep_alive" in server.types())
@@ -135,7 +135,8 @@ def test_a_whole_lifecycle_from_token_to_stop():
         "livekit_client_token": f"lk-client-{session.session_id}",
         "max_session_seconds": 1200,
     }
-    # Commands in order; the first utterance's audio arrived whole, in two packets.
+    # Commands in order; the first utterance's audio arrived whole, in packets of at most
+    # a second.
     assert server.types() == [
         "agent.speak",
         "agent.speak",
@@ -145,8 +146,8 @@ def test_a_whole_lifecycle_from_token_to_stop():
         "session.keep_alive",
     ]
     assert bytes(session.spoken[first_id]) == first
-    assert [len(p) for p in server.packets] == [SECOND // 2, SECOND, SECOND // 2]
-    assert server.packets[2] == second[: SECOND // 2]  # the rest was dropped at the interrupt
+    assert [len(p) for p in server.packets] == [SECOND, SECOND // 2, len(second)]
+    assert server.packets[2] == second
     speak_ids = {c["event_id"] for c in server.commands if c["type"] == "agent.speak"}
     assert len(speak_ids) == 2  # one event id per utterance
     # What the face did, as the pipeline learns it.
@@ -156,54 +157,32 @@ def test_a_whole_lifecycle_from_token_to_stop():
     ended = next(e for e in listener.events if e.kind == "speak_ended")
     assert ended.audio_seconds == pytest.approx(1.5)
     interrupted = listener.events[-1]
-    assert interrupted.audio_seconds == pytest.approx(0.5)
+    assert interrupted.audio_seconds == pytest.approx(0.6)  # all of it had been sent
 
 
-def test_a_three_second_clause_goes_in_packets_of_about_a_second():
+def test_a_three_second_clause_goes_at_once_in_packets_of_a_second():
     async def scenario():
         async with running(LiveAvatarStub()) as server:
             avatar = await provider(server).open(1)
             clause = tone(3.0)
             await avatar.speak(clause)
-            await until(lambda: len(server.packets) == 3)
-            sent_before_end = len(server.packets)
+            await until(lambda: len(server.packets) == 3)  # without waiting for the end
             utterance = await avatar.speak_end()
             await until(lambda: "agent.speak_end" in server.types())
             await avatar.close()
-            return server, clause, utterance, sent_before_end
+            return server, clause, utterance
 
-    server, clause, utterance, sent_before_end = run(scenario())
+    server, clause, utterance = run(scenario())
     assert server.problems == []
-    # Half a second first (the face starts sooner), then whole seconds; the last half
-    # second waits for the end of the utterance (or the hold).
-    assert sent_before_end == 3
-    assert [len(p) for p in server.packets] == [SECOND // 2, SECOND, SECOND, SECOND // 2]
+    assert [len(p) for p in server.packets] == [SECOND, SECOND, SECOND]
     assert b"".join(server.packets) == clause
     assert all(size < 1_000_000 for size in server.packet_message_bytes)
     speak = next(c for c in server.commands if c["type"] == "agent.speak")
-    assert base64.b64decode(speak["audio"]) == clause[: SECOND // 2]
+    assert base64.b64decode(speak["audio"]) == clause[:SECOND]
     assert {c["event_id"] for c in server.commands} == {utterance}
 
 
-def test_audio_streamed_in_small_pieces_is_gathered_into_packets():
-    async def scenario():
-        async with running(LiveAvatarStub()) as server:
-            avatar = await provider(server).open(1)
-            audio = tone(3.0)
-            for start in range(0, len(audio), 960):  # 20 ms pieces, as TTS streams them
-                await avatar.speak(audio[start : start + 960])
-            await avatar.speak_end()
-            await until(lambda: "agent.speak_end" in server.types())
-            await avatar.close()
-            return server, audio
-
-    server, audio = run(scenario())
-    assert server.problems == []
-    assert [len(p) for p in server.packets] == [SECOND // 2, SECOND, SECOND, SECOND // 2]
-    assert b"".join(server.packets) == audio
-
-
-def test_a_short_clause_is_sent_after_a_brief_hold_without_waiting_for_the_end():
+def test_a_short_first_piece_is_sent_at_once_and_pieces_that_wait_are_gathered():
     async def scenario():
         async with running(LiveAvatarStub()) as server:
             avatar = await provider(server).open(1)
@@ -211,13 +190,37 @@ def test_a_short_clause_is_sent_after_a_brief_hold_without_waiting_for_the_end()
             await avatar.speak(tone(0.2))
             await until(lambda: len(server.packets) == 1)
             waited = time.monotonic() - started
+            # Pieces that come while nothing can be sent (the loop is busy here) wait in
+            # one packet, up to a second each, instead of going one by one.
+            audio = tone(2.5, 330)
+            for start in range(0, len(audio), 960):  # 20 ms pieces, as TTS streams them
+                await avatar.speak(audio[start : start + 960])
+            await avatar.speak_end()
+            await until(lambda: "agent.speak_end" in server.types())
             await avatar.close()
-            return server, waited
+            return server, waited, audio
 
-    server, waited = run(scenario())
-    assert [len(p) for p in server.packets] == [round(0.2 * SECOND)]
-    assert liveavatar_module.HOLD_SECONDS <= waited < 1.0
-    assert "agent.speak_end" not in server.types()
+    server, waited, audio = run(scenario())
+    assert server.problems == []
+    assert waited < 0.1  # not held back to fill a packet
+    assert [len(p) for p in server.packets] == [round(0.2 * SECOND), SECOND, SECOND, SECOND // 2]
+    assert b"".join(server.packets[1:]) == audio
+
+
+def test_an_interruption_drops_the_audio_not_yet_sent():
+    async def scenario():
+        async with running(LiveAvatarStub()) as server:
+            avatar = await provider(server).open(1)
+            await avatar.speak(tone(3.0))
+            await avatar.interrupt()  # before the send loop could take any of it
+            await avatar.keep_alive()
+            await until(lambda: "session.keep_alive" in server.types())
+            await avatar.close()
+            return server
+
+    server = run(scenario())
+    assert server.packets == []
+    assert server.types() == ["agent.interrupt", "session.keep_alive"]
 
 
 def test_an_idle_session_is_kept_alive_on_its_own(monkeypatch):
