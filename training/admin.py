@@ -26,7 +26,7 @@ from django.utils.html import format_html, format_html_join
 from accounts.admin import OrganizationScopedAdmin
 from training import assignments, errors, scenarios, sessions
 from training.models import Assignment, RubricItem, Scenario, TrainingSession
-from training.voices import voice_choices
+from training.voices import avatar_choices, check_avatar_id, voice_choices
 
 
 class ServiceRefused(Exception):
@@ -162,6 +162,13 @@ def rubric_from(formset: BaseInlineFormSet) -> list[dict[str, object]]:
     ]
 
 
+def _avatar_id_format(value: str) -> None:
+    try:
+        check_avatar_id(value)
+    except errors.TrainingError as exc:
+        raise forms.ValidationError(str(exc)) from None
+
+
 @admin.register(Scenario)
 class ScenarioAdmin(ServiceAdmin):
     list_display = ["title", "mode", "difficulty", "version", "published", "updated_at"]
@@ -178,7 +185,7 @@ class ScenarioAdmin(ServiceAdmin):
         )}),
         ("Learning", {"fields": ("learner_objectives", "time_limit_minutes")}),
         ("Knowledge (training mode)", {"fields": ("knowledge_collections", "knowledge_documents")}),
-        ("Voice, avatar and model", {"fields": ("voice", "avatar", "llm_model")}),
+        ("Voice, avatar and model", {"fields": ("voice", "avatar", "avatar_id", "llm_model")}),
     )  # fmt: skip
     actions = ["preview"]
 
@@ -201,7 +208,29 @@ class ScenarioAdmin(ServiceAdmin):
                     "How the persona sounds in voice sessions. Listen: {}", previews
                 ),
             )
+        if db_field.name == "avatar_id":
+            return self._avatar_id_field(request)
         return super().formfield_for_dbfield(db_field, request, **kwargs)
+
+    def _avatar_id_field(self, request: HttpRequest) -> forms.Field:
+        """The video avatars of the organization's key, as a list; when LiveAvatar cannot
+        be asked (no key, offline), the id typed in, with the reason."""
+        label, default = "Video avatar", ("", "The installation's default (LIVEAVATAR_AVATAR_ID)")
+        try:
+            choices = avatar_choices(getattr(request.user, "organization_id", None))
+        except errors.TrainingError as exc:
+            return forms.CharField(
+                required=False, max_length=100, label=label,
+                validators=[_avatar_id_format],
+                help_text=f"Used when the face is the video avatar. The list of avatars "
+                f"could not be loaded: {exc} Type an avatar id, or leave it empty for the "
+                "installation's default.",
+            )  # fmt: skip
+        return forms.ChoiceField(
+            choices=[default, *choices], required=False, label=label,
+            help_text="Used when the face is the video avatar: the avatars of your "
+            "organization's LiveAvatar key (its own first, then the public ones).",
+        )  # fmt: skip
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).filter(is_current=True)

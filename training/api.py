@@ -76,7 +76,7 @@ class ScenarioSerializer(serializers.ModelSerializer):
         model = Scenario
         fields = ["id", "title", "summary", "mode", "difficulty", "version", "published",
                   "persona_name", "persona_role", "objectives", "time_limit_minutes",
-                  "voice", "avatar", "rubric"]  # fmt: skip
+                  "voice", "avatar", "avatar_id", "rubric"]  # fmt: skip
         read_only_fields = fields
 
 

@@ -86,6 +86,12 @@ class Scenario(models.Model):
         "drawn face, or the video avatar where AVATAR_PROVIDER says so), a drawn face of "
         "another look, the video avatar (LiveAvatar), or none.",
     )  # fmt: skip
+    avatar_id = models.CharField(
+        "video avatar", max_length=100, blank=True,
+        help_text="Which LiveAvatar avatar plays the persona when the face is the video "
+        "avatar, from the list of the organization's key; empty: the installation's "
+        "LIVEAVATAR_AVATAR_ID.",
+    )  # fmt: skip
     llm_model = models.CharField(
         max_length=120, blank=True,
         help_text="Chat model for this scenario (e.g. anthropic/claude-3.5-sonnet on "

@@ -15,7 +15,7 @@ from training.models import (
     TrainingSession,
 )
 from training.selectors import needs_new_version
-from training.voices import check_voice
+from training.voices import check_avatar_id, check_voice
 
 
 @transaction.atomic
@@ -45,7 +45,8 @@ SCENARIO_FIELDS = (
     "title", "summary", "mode", "difficulty", "persona_name", "persona_role",
     "persona_personality", "persona_background", "persona_hidden_motivations",
     "persona_objections", "persona_opening_line", "learner_objectives",
-    "knowledge_collections", "voice", "avatar", "llm_model", "time_limit_minutes", "published",
+    "knowledge_collections", "voice", "avatar", "avatar_id", "llm_model", "time_limit_minutes",
+    "published",
 )  # fmt: skip
 
 
@@ -71,6 +72,7 @@ def create_scenario(
     if not access.is_manager(actor) or not actor.organization_id:
         raise PermissionDenied("Only managers of an organization can author scenarios.")
     check_voice(data.get("voice"))
+    check_avatar_id(data.get("avatar_id"))
     scenario = Scenario.objects.create(
         organization_id=actor.organization_id,
         created_by=actor if getattr(actor, "pk", None) else None,
@@ -97,6 +99,8 @@ def update_scenario(
     scenario = access.access_or_404(actor, Scenario.objects.current(), pk=scenario_id)
     if "voice" in data:
         check_voice(data["voice"])
+    if "avatar_id" in data:
+        check_avatar_id(data["avatar_id"])
     was_published = scenario.published
     version_up = needs_new_version(scenario)
     for key, value in data.items():

@@ -16,7 +16,7 @@ SCENARIO = {
     "summary": "The customer's CTO doubts the product is worth renewing.", "mode": "roleplay",
     "difficulty": 3, "version": 2, "published": True, "persona_name": "Dana Whitfield",
     "persona_role": "CTO at Contoso", "objectives": ["Find out what changed since last year"],
-    "time_limit_minutes": 20, "voice": "", "avatar": "", "rubric": RUBRIC,
+    "time_limit_minutes": 20, "voice": "", "avatar": "", "avatar_id": "", "rubric": RUBRIC,
 }  # fmt: skip
 SESSION = {
     "id": 41, "scenario": SCENARIO, "mode": "roleplay", "channel": "text", "status": "active",

@@ -37,6 +37,7 @@ class OpenedCall:
     voice_id: str
     expires_at: str
     avatar: str = ""  # the scenario's face (training.models.ScenarioAvatar)
+    avatar_id: str = ""  # its LiveAvatar avatar ("": LIVEAVATAR_AVATAR_ID)
     replaced: list[int] = field(default_factory=list)  # calls of this session taken over
     messages: list[dict[str, Any]] = field(default_factory=list)
 
@@ -133,6 +134,7 @@ def open_call(*, user: User, session_id: int) -> OpenedCall:
             voice_id=session.scenario.voice,
             expires_at=session.expires_at.isoformat(),
             avatar=session.scenario.avatar,
+            avatar_id=session.scenario.avatar_id,
             replaced=replaced,
             messages=_transcript(session),
         )

@@ -241,7 +241,9 @@ class VoiceConsumer(AsyncWebsocketConsumer):
             return
         try:
             provider = await on_database(get_avatar_provider)(
-                self.opened.organization_id, hosted=chosen == "hosted"
+                self.opened.organization_id,
+                hosted=chosen == "hosted",
+                avatar_id=self.opened.avatar_id,
             )
         except AvatarError as exc:
             await self._avatar_unavailable(exc.code, str(exc))

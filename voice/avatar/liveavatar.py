@@ -49,6 +49,7 @@ import base64
 import collections
 import contextlib
 import functools
+import hashlib
 import json
 import logging
 import re
@@ -206,6 +207,15 @@ class ListedSession:
     raw: dict[str, Any] = field(repr=False)
 
 
+@dataclass(frozen=True)
+class AvatarChoice:
+    """An avatar a session may show: the account's own or a public one."""
+
+    avatar_id: str
+    name: str
+    public: bool
+
+
 class LiveAvatarApi:
     """LiveAvatar's session endpoints over one httpx client (use `async with`).
 
@@ -353,6 +363,23 @@ class LiveAvatarApi:
                 )
         return sessions
 
+    async def list_avatars(self, *, public: bool, page_size: int = 100) -> list[AvatarChoice]:
+        """The first page of the account's avatars (`GET /v1/avatars`) or of the public
+        ones (`GET /v1/avatars/public`); expired ones are left out.
+        Docs: https://docs.liveavatar.com/api-reference/avatar/list-user-avatars and
+        .../list-public-avatars (`{"data": {"results": [{"id", "name", "is_expired",
+        ...}]}}`)."""
+        path = "/v1/avatars/public" if public else "/v1/avatars"
+        data = await self._request("GET", path, params={"page": 1, "page_size": page_size})
+        entries = data.get("results") if isinstance(data, dict) else None
+        choices = []
+        for entry in entries if isinstance(entries, list) else []:
+            if not isinstance(entry, dict) or not entry.get("id") or entry.get("is_expired"):
+                continue
+            name = str(entry.get("name") or entry["id"])[:80]
+            choices.append(AvatarChoice(str(entry["id"]), name, public))
+        return choices
+
 
 def _unreadable() -> AvatarError:
     return AvatarUnavailableError(f"{_NAME} sent an answer we could not read.", retryable=True)
@@ -390,12 +417,28 @@ class LiveAvatar:
     def __repr__(self) -> str:
         return f"LiveAvatar(base_url={self.base_url!r}, avatar_id={self.avatar_id!r})"
 
+    @property
+    def key_hint(self) -> str:
+        """A digest of the key (never the key): tells two keys' cached lists apart."""
+        return hashlib.sha256(self._api_key.encode()).hexdigest()[:16]
+
     async def stop_session(self, session_id: str) -> None:
         """Stop a session by its id with the key (the sweeper's way). Raises AvatarError."""
         async with LiveAvatarApi(
             api_key=self._api_key, base_url=self.base_url, timeout=self.timeout
         ) as api:
             await api.stop_session(session_id)
+
+    async def avatar_choices(self) -> list[AvatarChoice]:
+        """The avatars this key may use: the account's own first, then the public ones.
+        Raises AvatarError."""
+        async with LiveAvatarApi(
+            api_key=self._api_key, base_url=self.base_url, timeout=self.timeout
+        ) as api:
+            own = await api.list_avatars(public=False)
+            public = await api.list_avatars(public=True)
+        seen = {choice.avatar_id for choice in own}
+        return own + [choice for choice in public if choice.avatar_id not in seen]
 
     async def active_session_ids(self) -> list[str]:
         """The ids of the sessions the provider lists as active for this key (first page:

@@ -40,6 +40,22 @@ from voice.tests.speech_servers import HttpRequest, HttpResponse, _abort, _Stub
 
 LIVEAVATAR_KEY = "la-test-key-0123456789abcdef"
 AVATAR_ID = "3c90c3cc-0d44-4b50-8888-8dd25736052a"
+PUBLIC_AVATAR_ID = "7f1e5d2a-9b0c-4e3f-8a6d-2c4b1e0f9a87"
+EXPIRED_AVATAR_ID = "0a0b0c0d-1111-4222-8333-444455556666"
+
+
+def _avatar(avatar_id: str, name: str, *, expired: bool = False) -> dict[str, Any]:
+    return {
+        "id": avatar_id, "name": name, "created_at": "2026-01-01T00:00:00Z",
+        "updated_at": "2026-01-01T00:00:00Z", "error_message": None, "space_id": "s1",
+        "type": "VIDEO", "status": "ACTIVE", "preview_url": f"https://cdn.invalid/{avatar_id}.jpg",
+        "is_expired": expired, "default_voice": {"id": "v1", "name": "Voice"}, "is_1080p": False,
+    }  # fmt: skip
+
+
+USER_AVATARS = [_avatar(AVATAR_ID, "Dana in the office"),
+                _avatar(EXPIRED_AVATAR_ID, "An old trial", expired=True)]  # fmt: skip
+PUBLIC_AVATARS = [_avatar(PUBLIC_AVATAR_ID, "Wayne"), _avatar(AVATAR_ID, "Dana in the office")]
 MAX_PACKET_BYTES = 1_000_000
 COMMANDS = {
     "agent.speak",
@@ -97,7 +113,10 @@ class LiveAvatarStub(_Stub):
         self.token_bodies: list[dict[str, Any]] = []
         self.commands: list[dict[str, Any]] = []
         self.packets: list[bytes] = []  # decoded audio of each agent.speak, in order
-        self.packet_times: list[float] = []  # when each arrived (time.monotonic())
+        self.packet_times: list[float] = []
+        self.avatar_lists: list[
+            str
+        ] = []  # the avatar-list addresses asked, in order  # when each arrived (time.monotonic())
         self.packet_message_bytes: list[int] = []
         self.http_keepalives: list[str] = []
         self.sent_events: list[dict[str, Any]] = []
@@ -143,6 +162,13 @@ class LiveAvatarStub(_Stub):
             return HttpResponse.json(200, {"code": 100, "data": None, "message": "ok"})
         if route == ("GET", "/v1/sessions"):
             return self._list(request)
+        if route in (("GET", "/v1/avatars"), ("GET", "/v1/avatars/public")):
+            if request.headers.get("x-api-key") != LIVEAVATAR_KEY:
+                return HttpResponse.json(401, INVALID_KEY)
+            self.avatar_lists.append(request.path)
+            results = PUBLIC_AVATARS if request.path.endswith("/public") else USER_AVATARS
+            page = {"count": len(results), "results": results, "next": None, "previous": None}
+            return HttpResponse.json(200, {"code": 100, "data": page, "message": ""})
         self.problems.append(f"unexpected HTTP {request.method} {request.path}")
         return HttpResponse(404)
 
@@ -155,7 +181,7 @@ class LiveAvatarStub(_Stub):
         self.token_bodies.append(body)
         if body.get("mode") != "LITE":
             self.problems.append(f"token requested without mode LITE: {body}")
-        if body.get("avatar_id") != AVATAR_ID:
+        if body.get("avatar_id") not in (AVATAR_ID, PUBLIC_AVATAR_ID):
             self.problems.append(f"token requested for avatar {body.get('avatar_id')!r}")
         video = body.get("video_settings")
         if not isinstance(video, dict) or video.get("encoding") not in ("VP8", "H264"):

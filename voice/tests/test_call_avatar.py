@@ -17,7 +17,13 @@ from training import turns
 from training.tests.run_turns import run
 from voice.avatar import usage
 from voice.models import AvatarSession, VoiceCall
-from voice.tests.avatar_server import AVATAR_ID, LIVEAVATAR_KEY, NO_CREDITS, LiveAvatarStub
+from voice.tests.avatar_server import (
+    AVATAR_ID,
+    LIVEAVATAR_KEY,
+    NO_CREDITS,
+    PUBLIC_AVATAR_ID,
+    LiveAvatarStub,
+)
 from voice.tests.speech import call_for, silence, spoken
 from voice.tests.speech_servers import HttpResponse, running
 
@@ -371,4 +377,22 @@ def test_the_scenarios_choice_of_face_decides_whether_one_is_opened(
     client, stub = run(call())
     assert client.of_type("avatar.ready")[0]["provider"] == expected
     assert bool(stub.sessions) == (expected == "liveavatar")
+    assert not stub.problems
+
+
+def test_the_face_is_the_avatar_the_scenario_chose(voice_session, hosted_avatar):
+    voice_session.scenario.avatar = "hosted"
+    voice_session.scenario.avatar_id = PUBLIC_AVATAR_ID
+    voice_session.scenario.save(update_fields=["avatar", "avatar_id"])
+
+    async def call():
+        async with running(LiveAvatarStub()) as stub:
+            hosted_avatar.LIVEAVATAR_BASE_URL = stub.base_url
+            client = await _with_face(voice_session)
+            await client.disconnect()
+            return client, stub
+
+    client, stub = run(call())
+    assert client.of_type("avatar.ready")[0]["provider"] == "liveavatar"
+    assert [body["avatar_id"] for body in stub.token_bodies] == [PUBLIC_AVATAR_ID]
     assert not stub.problems
