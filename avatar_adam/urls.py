@@ -1,15 +1,12 @@
 from django.contrib import admin
 from django.urls import include, path
-from drf_spectacular.views import (
-    SpectacularAPIView,
-    SpectacularRedocView,
-    SpectacularSwaggerView,
-)
+from drf_spectacular.views import SpectacularAPIView
 from rest_framework.authentication import SessionAuthentication
 from rest_framework_simplejwt.authentication import JWTAuthentication
 
 from accounts.api_keys import ApiKeyAuthentication
 from avatar_adam import health
+from avatar_adam.api_docs import RedocDocs, SwaggerDocs
 from training import views as training_views
 
 # The docs pages are read in a browser by signed-in people, so sessions count there too.
@@ -35,16 +32,12 @@ urlpatterns = [
     ),
     path(
         "api/v1/docs/",
-        SpectacularSwaggerView.as_view(
-            url_name="api-schema", authentication_classes=DOCS_AUTHENTICATION
-        ),
+        SwaggerDocs.as_view(url_name="api-schema", authentication_classes=DOCS_AUTHENTICATION),
         name="api-docs",
     ),
     path(
         "api/v1/redoc/",
-        SpectacularRedocView.as_view(
-            url_name="api-schema", authentication_classes=DOCS_AUTHENTICATION
-        ),
+        RedocDocs.as_view(url_name="api-schema", authentication_classes=DOCS_AUTHENTICATION),
         name="api-redoc",
     ),
     path("knowledge/", include("knowledge.urls")),
