@@ -286,6 +286,7 @@ class AuditAction(models.TextChoices):
 
     LOGIN = "auth.login", "Signed in"
     LOGIN_FAILED = "auth.login_failed", "Sign-in failed"
+    PASSWORD_ACCEPTED = "auth.password_accepted", "Password accepted, second factor pending"
     USER_ROLE_CHANGED = "user.role_changed", "Role changed"
     USER_DEACTIVATED = "user.deactivated", "User deactivated"
     APIKEY_CREATED = "apikey.created", "API key created"

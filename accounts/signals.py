@@ -1,4 +1,6 @@
-"""Sign-ins and failed sign-ins go to the audit log."""
+"""Sign-ins and failed sign-ins go to the audit log. For a user with a second factor the
+password is only the first step: "Signed in" is recorded when the code is accepted
+(accounts.two_factor_views.verify)."""
 
 from __future__ import annotations
 
@@ -11,10 +13,12 @@ from accounts.models import AuditAction, User
 
 
 def _logged_in(sender: Any, request: Any, user: User, **kwargs: Any) -> None:
-    audit.record(AuditAction.LOGIN, actor=user, target=user)
     from accounts.second_factor import has_second_factor
 
-    if not has_second_factor(user):
+    if has_second_factor(user):
+        audit.record(AuditAction.PASSWORD_ACCEPTED, actor=user, target=user)
+    else:
+        audit.record(AuditAction.LOGIN, actor=user, target=user)
         lockout.reset_after_sign_in(user.email)
 
 

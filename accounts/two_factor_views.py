@@ -15,9 +15,10 @@ from django.utils.http import url_has_allowed_host_and_scheme
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_http_methods
 
-from accounts import second_factor
+from accounts import audit, second_factor
 from accounts.encryption import DecryptionError
 from accounts.lockout import lockout_response
+from accounts.models import AuditAction
 
 WRONG_CODE = (
     "That code is not right. Enter the 6-digit code your authenticator app shows now, "
@@ -54,6 +55,8 @@ def verify(request: HttpRequest) -> HttpResponse:
     if request.method == "POST":
         accepted, recovery = second_factor.check_code(request, user, request.POST.get("code", ""))
         if accepted:
+            if not recovery:  # (a recovery code records "Signed in with a recovery code")
+                audit.record(AuditAction.LOGIN, actor=user, target=user)
             if recovery:
                 left = second_factor.remaining_recovery_codes(user)
                 messages.warning(

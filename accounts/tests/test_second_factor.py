@@ -315,3 +315,18 @@ def test_an_authenticator_secret_that_no_longer_decrypts_leaves_recovery_codes_w
     assert refused.status_code == 400  # a clear message naming the field, not a crash
     assert "Cannot decrypt authenticator app “key”" in refused.content.decode()
     assert enter_code(client, codes[1]).status_code == 302
+
+
+def test_signed_in_is_recorded_only_when_the_second_factor_is_accepted(client, bob, password):
+    device, _ = enrol_second_factor(bob)
+    AuditEvent.objects.all().delete()
+
+    sign_in(client, bob, password)
+    enter_code(client, "000000" if totp_code(device) != "000000" else "111111")
+    actions = list(AuditEvent.objects.order_by("pk").values_list("action", flat=True))
+    assert actions == ["auth.password_accepted", "auth.login_failed"]  # not signed in
+
+    enter_code(client, totp_code(device))
+    actions = list(AuditEvent.objects.order_by("pk").values_list("action", flat=True))
+    assert actions[-1] == "auth.login"
+    assert actions.count("auth.login") == 1
