@@ -173,10 +173,12 @@ def _assignees(actor: Actor, assignment: Assignment) -> list[int]:
 
 @dataclass(frozen=True)
 class LearnerProgress:
-    """One learner on one assignment: ended sessions since it was assigned, best score."""
+    """One learner on one assignment: ended sessions since it was assigned, best score,
+    and whether a session of it is under way now."""
 
     attempts: int = 0
     best: int | None = None
+    under_way: bool = False
 
     def status(self, assignment: Assignment) -> str:
         if (
@@ -185,7 +187,7 @@ class LearnerProgress:
             and self.best >= assignment.passing_score
         ):
             return "passed"
-        return "in progress" if self.attempts else "not started"
+        return "in progress" if self.attempts or self.under_way else "not started"
 
 
 def learner_progress(assignment: Assignment, learner_ids: list[int]) -> dict[int, LearnerProgress]:
@@ -194,18 +196,24 @@ def learner_progress(assignment: Assignment, learner_ids: list[int]) -> dict[int
     it was assigned, and the best graded score among them."""
     if not learner_ids:
         return {}
-    rows = (
-        TrainingSession.objects.filter(
-            learner_id__in=learner_ids,
-            scenario__family=assignment.scenario.family,
-            is_preview=False,
-            status=SessionStatus.ENDED,
-            started_at__gte=assignment.created_at,
-        )
-        .values("learner_id")
-        .annotate(attempts=Count("id"), best=Max("evaluation__overall", filter=GRADED))
+    sessions = TrainingSession.objects.filter(
+        learner_id__in=learner_ids,
+        scenario__family=assignment.scenario.family,
+        is_preview=False,
+        started_at__gte=assignment.created_at,
     )
-    return {row["learner_id"]: LearnerProgress(row["attempts"], row["best"]) for row in rows}
+    rows = (
+        sessions.values("learner_id")
+        .annotate(
+            attempts=Count("id", filter=Q(status=SessionStatus.ENDED)),
+            best=Max("evaluation__overall", filter=GRADED & Q(status=SessionStatus.ENDED)),
+            under_way=Count("id", filter=Q(status=SessionStatus.ACTIVE)),
+        )
+    )
+    return {
+        row["learner_id"]: LearnerProgress(row["attempts"], row["best"], row["under_way"] > 0)
+        for row in rows
+    }
 
 
 def _completed(assignment: Assignment, learner_ids: list[int]) -> int:

@@ -22,7 +22,15 @@ def test_the_dashboard_lists_assignments_and_recent_sessions(client, bob, acme, 
     page = client.get(reverse("home")).content.decode()
     assert "Renewal call" in page
     assert "Not started" in page
+    assert "0 of 1 required" in page
     assert "Field Sales" in page
+
+    # A session of it under way: in progress, though no attempt has ended yet.
+    sessions.start_session(actor=bob, scenario_id=scenario.pk)
+    page = client.get(reverse("home")).content.decode()
+    assert "In progress" in page
+    assert "Not started" not in page
+    assert "0 of 1 required" in page
 
 
 def test_managers_see_their_organizations_progress_on_the_dashboard(
@@ -38,7 +46,7 @@ def test_managers_see_their_organizations_progress_on_the_dashboard(
     assert "Your organization&#x27;s progress" in page or "Your organization's progress" in page
     assert "1 started, 1 finished" in page
     assert "82" in page
-    assert "1 / 1" in page  # Field Sales: bob passed the assignment
+    assert "1 of 1" in page  # Field Sales: bob passed the assignment
     assert "Globex call" not in page
 
     client.force_login(bob)
