@@ -202,13 +202,10 @@ def learner_progress(assignment: Assignment, learner_ids: list[int]) -> dict[int
         is_preview=False,
         started_at__gte=assignment.created_at,
     )
-    rows = (
-        sessions.values("learner_id")
-        .annotate(
-            attempts=Count("id", filter=Q(status=SessionStatus.ENDED)),
-            best=Max("evaluation__overall", filter=GRADED & Q(status=SessionStatus.ENDED)),
-            under_way=Count("id", filter=Q(status=SessionStatus.ACTIVE)),
-        )
+    rows = sessions.values("learner_id").annotate(
+        attempts=Count("id", filter=Q(status=SessionStatus.ENDED)),
+        best=Max("evaluation__overall", filter=GRADED & Q(status=SessionStatus.ENDED)),
+        under_way=Count("id", filter=Q(status=SessionStatus.ACTIVE)),
     )
     return {
         row["learner_id"]: LearnerProgress(row["attempts"], row["best"], row["under_way"] > 0)
