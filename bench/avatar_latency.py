@@ -69,16 +69,21 @@ async def _synthesized(clause_pcm: bytes):
         yield clause_pcm[start : start + PIECE_BYTES]
 
 
-async def _reply_now(avatar, clauses: list[bytes], starts: list[tuple[int, float]]) -> None:
+async def _reply_audio(clauses: list[bytes], starts: list[tuple[int, float]]):
+    """The reply's pieces, clause after clause; notes where and when each clause began."""
     offset = 0
     for clause in clauses:
-        first = True
+        starts.append((offset, -1.0))
         async for piece in _synthesized(clause):
-            if first:
-                starts.append((offset, time.monotonic()))
-                first = False
-            await avatar.speak(piece)  # what Conversation._avatar_speaks does
+            if starts[-1][1] < 0:
+                starts[-1] = (offset, time.monotonic())
+            yield piece
             offset += len(piece)
+
+
+async def _reply_now(avatar, clauses: list[bytes], starts: list[tuple[int, float]]) -> None:
+    async for piece in _reply_audio(clauses, starts):
+        await avatar.speak(piece)  # what Conversation._avatar_speaks does
     await avatar.speak_end()
 
 
@@ -90,16 +95,9 @@ async def _reply_before(avatar, clauses: list[bytes], starts, lead_s: float) -> 
     more = asyncio.Event()
 
     async def synthesize() -> None:
-        offset = 0
-        for clause in clauses:
-            first = True
-            async for piece in _synthesized(clause):
-                if first:
-                    starts.append((offset, time.monotonic()))
-                    first = False
-                buffer.extend(piece)
-                offset += len(piece)
-                more.set()
+        async for piece in _reply_audio(clauses, starts):
+            buffer.extend(piece)
+            more.set()
         done.set()
         more.set()
 

@@ -30,6 +30,20 @@ async def _keep_silent(client, seconds):
     await client.speak(silence(int(seconds * 1000)))
 
 
+async def _cough_over_the_reply(learner, session_id, cough):
+    """Ask, let the reply play 1.2 s, cough, and stay silent until the reply is done."""
+    client = call_for(learner, session_id)
+    started = await _until_reply_audio(client)
+    await _keep_silent(client, 1.2)
+    await client.speak(cough)
+    done_task = asyncio.ensure_future(client.wait_for("reply.done", timeout=60))
+    while not done_task.done():
+        await _keep_silent(client, 0.2)
+    done = await done_task
+    await client.disconnect()
+    return client, started, done
+
+
 def _reply_text(client, reply_id):
     return "".join(
         e["text"] for e in client.of_type("reply.text_delta") if e["reply_id"] == reply_id
@@ -114,19 +128,7 @@ def test_silence_and_a_cough_during_playback_do_not_interrupt(voice_session):
 
     learner = voice_session.learner
 
-    async def talk():
-        client = call_for(learner, voice_session.pk)
-        started = await _until_reply_audio(client)
-        await _keep_silent(client, 1.2)
-        await client.speak(cough)
-        done_task = asyncio.ensure_future(client.wait_for("reply.done", timeout=60))
-        while not done_task.done():
-            await _keep_silent(client, 0.2)
-        done = await done_task
-        await client.disconnect()
-        return client, started, done
-
-    client, started, done = run(talk())
+    client, started, done = run(_cough_over_the_reply(learner, voice_session.pk, cough))
     assert done["interrupted"] is False
     stored = Message.objects.get(pk=started["reply_id"])
     assert not stored.interrupted
@@ -147,16 +149,8 @@ def test_a_cough_a_speech_model_hears_as_words_does_not_interrupt(voice_session,
     async def talk():
         async with running(OpenAIStub(model="gpt-live-transcribe")) as server:
             settings.VOICE_STT_BASE_URL = server.base_url
-            client = call_for(learner, voice_session.pk)
-            started = await _until_reply_audio(client)
-            await _keep_silent(client, 1.2)
-            await client.speak(cough)
-            done_task = asyncio.ensure_future(client.wait_for("reply.done", timeout=60))
-            while not done_task.done():
-                await _keep_silent(client, 0.2)
-            done = await done_task
-            await client.disconnect()
-            return client, started, done, list(server.deltas_sent)
+            heard = await _cough_over_the_reply(learner, voice_session.pk, cough)
+            return *heard, list(server.deltas_sent)
 
     client, started, done, heard = run(talk())
     assert client.of_type("reply.interrupted"), describe(client)  # the audio stopped a moment

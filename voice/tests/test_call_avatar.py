@@ -352,6 +352,15 @@ def test_managers_read_each_hosted_avatar_sessions_minutes_in_the_admin(
     assert client.get("/admin/voice/avatarsession/").status_code in (302, 403)
 
 
+async def _opened_and_closed(voice_session, hosted_avatar):
+    """A call that opens with the face ready and ends; the client and the stub."""
+    async with running(LiveAvatarStub()) as stub:
+        hosted_avatar.LIVEAVATAR_BASE_URL = stub.base_url
+        client = await _with_face(voice_session)
+        await client.disconnect()
+        return client, stub
+
+
 @pytest.mark.parametrize(
     ("choice", "provider", "expected"),
     [
@@ -367,14 +376,7 @@ def test_the_scenarios_choice_of_face_decides_whether_one_is_opened(
     voice_session.scenario.save(update_fields=["avatar"])
     hosted_avatar.AVATAR_PROVIDER = provider
 
-    async def call():
-        async with running(LiveAvatarStub()) as stub:
-            hosted_avatar.LIVEAVATAR_BASE_URL = stub.base_url
-            client = await _with_face(voice_session)
-            await client.disconnect()
-            return client, stub
-
-    client, stub = run(call())
+    client, stub = run(_opened_and_closed(voice_session, hosted_avatar))
     assert client.of_type("avatar.ready")[0]["provider"] == expected
     assert bool(stub.sessions) == (expected == "liveavatar")
     assert not stub.problems
@@ -385,14 +387,7 @@ def test_the_face_is_the_avatar_the_scenario_chose(voice_session, hosted_avatar)
     voice_session.scenario.avatar_id = PUBLIC_AVATAR_ID
     voice_session.scenario.save(update_fields=["avatar", "avatar_id"])
 
-    async def call():
-        async with running(LiveAvatarStub()) as stub:
-            hosted_avatar.LIVEAVATAR_BASE_URL = stub.base_url
-            client = await _with_face(voice_session)
-            await client.disconnect()
-            return client, stub
-
-    client, stub = run(call())
+    client, stub = run(_opened_and_closed(voice_session, hosted_avatar))
     assert client.of_type("avatar.ready")[0]["provider"] == "liveavatar"
     assert [body["avatar_id"] for body in stub.token_bodies] == [PUBLIC_AVATAR_ID]
     assert not stub.problems
