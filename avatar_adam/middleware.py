@@ -4,11 +4,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from urllib.parse import urlsplit
 
 import structlog
 from django.conf import settings
 from django.core.exceptions import RequestDataTooBig
 from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import resolve_url
+from django.urls import reverse
+from django_htmx.http import HttpResponseClientRedirect
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
@@ -113,3 +117,29 @@ class RedisUnavailableMiddleware:
             )
         response["Retry-After"] = str(REDIS_DOWN_RETRY_AFTER_SECONDS)
         return response
+
+
+class HtmxSignInRedirectMiddleware:
+    """A page's HTMX request whose answer is "sign in first" (an expired session, or a
+    second factor still to enter) makes the whole page go there (`HX-Redirect`), instead
+    of the browser following the redirect inside the request and HTMX swapping the sign-in
+    page into a corner of the current one."""
+
+    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if not getattr(request, "htmx", False) or response.status_code not in REDIRECTS:
+            return response
+        location = response.get("Location", "")
+        if urlsplit(location).path in _sign_in_paths():
+            return HttpResponseClientRedirect(location)
+        return response
+
+
+REDIRECTS = {301, 302, 303, 307, 308}
+
+
+def _sign_in_paths() -> set[str]:
+    return {resolve_url(settings.LOGIN_URL), reverse("two-factor-verify")}
