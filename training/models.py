@@ -238,6 +238,12 @@ class TrainingSession(models.Model):
         return self.status == SessionStatus.ACTIVE
 
     @property
+    def time_left_text(self) -> str:
+        """What is left of the time limit, "m:ss" (what the page's timer starts from)."""
+        left = max(0, int((self.expires_at - timezone.now()).total_seconds()))
+        return f"{left // 60}:{left % 60:02d}"
+
+    @property
     def duration_seconds(self) -> int:
         end = self.ended_at or timezone.now()
         return int((end - self.started_at).total_seconds())

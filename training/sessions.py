@@ -173,6 +173,19 @@ def end_session(
     return session
 
 
+def end_if_expired(session: TrainingSession) -> TrainingSession:
+    """The session, ended first if it is past its time limit with no reply pending (what
+    the beat job does every minute, done now for the page that shows it)."""
+    if (
+        session.is_active
+        and timezone.now() >= session.expires_at
+        and not session.messages.filter(status=MessageStatus.STREAMING).exists()
+    ):
+        end_session(actor=None, session_id=session.pk, reason="time_limit")
+        session.refresh_from_db()
+    return session
+
+
 def end_expired_sessions() -> int:
     """End every active session past its time limit (run by Celery beat). A session
     waiting for a reply is left alone: the clock never runs out on a pending reply."""

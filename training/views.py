@@ -117,7 +117,7 @@ def start(request: HttpRequest, scenario_id: int) -> HttpResponse:
 
 
 def _session_context(request: HttpRequest, session_id: int) -> dict[str, object]:
-    session = selectors.access_session(request.user, session_id)
+    session = sessions.end_if_expired(selectors.access_session(request.user, session_id))
     messages = list(session.messages.order_by("created_at", "id"))
     for message in messages:
         prepare_for_page(message)
@@ -128,6 +128,12 @@ def _session_context(request: HttpRequest, session_id: int) -> dict[str, object]
         "stand_in": any(m.model == STAND_IN_MODEL_ID for m in messages) or _uses_stand_in(),
         "evaluation": getattr(session, "evaluation", None),
         "delivery": delivery_of(session, messages),
+        # "Practise again" starts the scenario's current version, if learners may.
+        "practise_again": None
+        if session.is_active or session.is_preview
+        else Scenario.objects.current()
+        .filter(family=session.scenario.family, published=True)
+        .first(),
     }
 
 

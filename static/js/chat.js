@@ -82,5 +82,46 @@
       });
     }
   }
-  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", init); else init();
+  // The time left, counted down every second from the session's deadline; a warning two
+  // minutes before the end (shown and announced once); at the end the page reloads to
+  // show the session as the server ended it.
+  function startTimer() {
+    const timer = document.querySelector(".session-timer[data-expires-at]");
+    if (!timer) return;
+    const deadline = Date.parse(timer.dataset.expiresAt);
+    const shown = timer.querySelector(".time-left");
+    const announce = document.getElementById("timer-announcement");
+    let warned = false;
+    let reloading = false;
+    let hadTime = false; // so the page reloads only if the time ran out while it was open
+    function tick() {
+      const left = Math.max(0, Math.round((deadline - Date.now()) / 1000));
+      if (left > 0) hadTime = true;
+      shown.textContent = Math.floor(left / 60) + ":" + String(left % 60).padStart(2, "0");
+      if (left <= 120 && !warned) {
+        warned = true;
+        timer.classList.add("warning");
+        if (announce && left > 0) announce.textContent = "Two minutes left in this session.";
+      }
+      if (left === 0 && hadTime && !reloading) {
+        reloading = true;
+        if (announce) announce.textContent = "Time is up: the session ends now.";
+        window.setTimeout(function () { window.location.reload(); }, 3000);
+      }
+    }
+    tick();
+    window.setInterval(tick, 1000);
+  }
+
+  // Forms that end something ask first (data-confirm holds the question).
+  function confirmForms() {
+    document.querySelectorAll("form[data-confirm]").forEach(function (form) {
+      form.addEventListener("submit", function (event) {
+        if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+      });
+    });
+  }
+
+  function start() { init(); startTimer(); confirmForms(); }
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start); else start();
 })();

@@ -54,6 +54,7 @@ def test_a_learner_chats_reloads_mid_reply_and_gets_a_debrief(stack_page, bob, a
     page.get_by_role("button", name="Send").click()
     page.locator("li.message.persona").nth(2).get_by_text("slow last time").wait_for(timeout=20_000)
 
+    page.once("dialog", lambda dialog: dialog.accept())  # "End this session now …?"
     page.get_by_role("button", name="End and get my debrief").click()
     page.get_by_text("/ 100").wait_for(timeout=30_000)
     assert "Shall we book a review call next Tuesday?" in page.locator("#debrief").inner_text()

@@ -176,3 +176,43 @@ def test_learner_and_manager_count_an_assignment_the_same_way(client, alice, bob
     later.save()
     assert "Passed" in client.get(reverse("home")).content.decode()
     assert summarize(alice).assignments[0]["learners_completed"] == 1
+
+
+def test_an_active_session_shows_its_time_left_and_asks_before_ending(client, bob, acme):
+    session = sessions.start_session(actor=bob, scenario_id=make_scenario(acme).pk)
+    client.force_login(bob)
+    page = client.get(reverse("training:session", args=[session.pk])).content.decode()
+    assert "Time left" in page
+    assert "data-expires-at=" in page
+    assert 'data-confirm="End this session now and get your debrief?' in page
+
+
+def test_a_session_past_its_time_limit_is_ended_when_its_page_is_opened(client, bob, acme):
+    from datetime import timedelta
+
+    from django.utils import timezone
+
+    from training.models import TrainingSession
+
+    session = sessions.start_session(actor=bob, scenario_id=make_scenario(acme).pk)
+    TrainingSession.objects.filter(pk=session.pk).update(
+        expires_at=timezone.now() - timedelta(seconds=1)
+    )
+    client.force_login(bob)
+    page = client.get(reverse("training:session", args=[session.pk])).content.decode()
+    assert "This session has ended (time limit reached)" in page
+    session.refresh_from_db()
+    assert (session.status, session.ended_reason) == ("ended", "time_limit")
+
+
+def test_the_debrief_offers_to_practise_the_current_version_again(client, bob, acme):
+    scenario = make_scenario(acme, title="Renewal call")
+    ended = graded_session(bob, scenario, 64)
+    client.force_login(bob)
+    page = client.get(reverse("training:session", args=[ended.pk])).content.decode()
+    assert "Practise again" in page
+    assert f'action="{reverse("training:start", args=[scenario.pk])}"' in page
+
+    response = client.post(reverse("training:start", args=[scenario.pk]))
+    assert response.status_code == 302
+    assert selectors.sessions_for(bob).filter(status="active").count() == 1
