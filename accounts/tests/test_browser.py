@@ -1,5 +1,7 @@
 """Signing in, in a real browser (Playwright driving Debian's Chromium)."""
 
+from pathlib import Path
+
 import pytest
 
 from conftest import SCREENSHOTS
@@ -71,6 +73,15 @@ def test_a_manager_enrols_a_second_factor_and_signs_in_with_codes(page, acme, al
     page.get_by_role("heading", name="Two-factor sign-in is on").wait_for()
     codes = page.locator("#recovery-codes code").all_inner_texts()
     assert len(codes) == 10
+    with page.expect_download() as download:
+        page.get_by_role("link", name="Download them as a text file").click()
+    saved = Path(download.value.path()).read_text()
+    assert saved.split() == codes
+    assert download.value.suggested_filename == "avatar-adam-recovery-codes.txt"
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    page.get_by_role("button", name="Copy the codes").click()
+    page.get_by_text("Copied 10 codes.").wait_for()
+    assert page.evaluate("navigator.clipboard.readText()").split() == codes
     page.get_by_role("link", name="I have saved them, continue").click()
     page.get_by_role("heading", name=f"Welcome, {alice.full_name}").wait_for()
 
