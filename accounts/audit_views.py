@@ -6,11 +6,13 @@ from __future__ import annotations
 import csv
 from datetime import date
 
+from django.apps import apps
 from django.contrib.auth.decorators import login_required
 from django.core.exceptions import PermissionDenied
 from django.db.models import QuerySet
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
+from django.urls import NoReverseMatch, reverse
 from django.views.decorators.http import require_GET
 
 from accounts import access, audit
@@ -41,18 +43,78 @@ def _filtered(request: HttpRequest) -> tuple[QuerySet[AuditEvent], dict[str, str
                 events = events.filter(**{lookup: date.fromisoformat(filters[key])})
         except ValueError:
             filters[key] = ""  # an unreadable date filters nothing
+    if filters["since"] and filters["until"] and filters["since"] > filters["until"]:
+        filters["problem"] = (
+            f"The From date ({filters['since']}) is after the To date ({filters['until']}), "
+            "so no event can match: swap them to see that period."
+        )
     return events, filters
+
+
+def _shown(value: object) -> str:
+    if value is None or value == "":
+        return "—"
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, list | tuple):
+        return ", ".join(_shown(item) for item in value) or "none"
+    if isinstance(value, dict):
+        return "; ".join(f"{key}: {_shown(item)}" for key, item in value.items())
+    return str(value)
+
+
+def change_rows(changes: dict[str, object]) -> list[tuple[str, str]]:
+    """An event's changes as (field, text): "old → new" for a change (audit.diff's [old,
+    new]), the value as a person reads it otherwise (no Python reprs)."""
+    rows = []
+    for field, value in (changes or {}).items():
+        if isinstance(value, list) and len(value) == 2 and field != "members":
+            rows.append((field, f"{_shown(value[0])} → {_shown(value[1])}"))
+        else:
+            rows.append((field, _shown(value)))
+    return rows
+
+
+def _targets(events: list[AuditEvent], user: object) -> dict[tuple[str, str], tuple[str, str]]:
+    """(type, id) -> (name, admin link or "") for the events' targets, one query a type."""
+    found: dict[tuple[str, str], tuple[str, str]] = {}
+    by_type: dict[str, set[str]] = {}
+    for event in events:
+        if event.target_type and event.target_id:
+            by_type.setdefault(event.target_type, set()).add(event.target_id)
+    for label, ids in by_type.items():
+        try:
+            model = apps.get_model(label)
+        except (LookupError, ValueError):
+            continue
+        for pk, obj in model._default_manager.in_bulk([i for i in ids if i.isdigit()]).items():
+            link = ""
+            if getattr(user, "is_staff", False):
+                try:
+                    link = reverse(f"admin:{model._meta.app_label}_{model._meta.model_name}_change",
+                                   args=[pk])  # fmt: skip
+                except NoReverseMatch:
+                    link = ""
+            found[(label, str(pk))] = (str(obj)[:80], link)
+    return found
 
 
 @login_required
 @require_GET
 def audit_log(request: HttpRequest) -> HttpResponse:
     events, filters = _filtered(request)
+    shown = list(events[:PAGE_SIZE])
+    targets = _targets(shown, request.user)
+    for event in shown:
+        event.change_rows = change_rows(event.changes)
+        event.target_name, event.target_link = targets.get(
+            (event.target_type, event.target_id), ("", "")
+        )
     return render(
         request,
         "accounts/audit_log.html",
         {
-            "events": events[:PAGE_SIZE],
+            "events": shown,
             "filters": filters,
             "actions": audit.action_choices(),
             "query": request.GET.urlencode(),

@@ -283,3 +283,23 @@ def test_events_of_other_apps_actions_are_filtered_and_labelled(client, carol, a
 
     api = api_as(carol).get("/api/v1/audit-events/?action=document.uploaded").json()
     assert [event["action"] for event in api["results"]] == ["document.uploaded"]
+
+
+def test_the_audit_page_reads_as_changes_to_named_things(client, carol, bob):
+    client.force_login(carol)
+    data = {
+        "email": bob.email, "full_name": bob.full_name, "role": "manager", "is_active": "on",
+        "date_joined_0": bob.date_joined.strftime("%Y-%m-%d"),
+        "date_joined_1": bob.date_joined.strftime("%H:%M:%S"),
+    }  # fmt: skip
+    client.post(reverse("admin:accounts_user_change", args=[bob.pk]), data)
+    page = client.get(reverse("audit-log")).content.decode()
+    assert "<strong>role</strong>: learner → manager" in page
+    assert f'href="{reverse("admin:accounts_user_change", args=[bob.pk])}">{bob}</a>' in page
+    assert "[&#x27;learner&#x27;" not in page  # no Python repr
+
+
+def test_a_reversed_date_range_says_so(client, carol):
+    client.force_login(carol)
+    page = client.get(reverse("audit-log"), {"since": "2026-12-07", "until": "2026-12-01"})
+    assert "The From date (2026-12-07) is after the To date (2026-12-01)" in page.content.decode()
