@@ -292,6 +292,7 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 120.0,
     },
     "end-expired-sessions": {"task": "training.end_expired_sessions", "schedule": 60.0},
+    "assignment-reminders": {"task": "training.send_due_reminders", "schedule": 3600.0},
     "finish-abandoned-replies": {"task": "training.finish_abandoned_replies", "schedule": 30.0},
     "purge-audit-events": {"task": "accounts.purge_audit_events", "schedule": 24 * 3600.0},
     "sweep-avatar-sessions": {"task": "voice.sweep_avatar_sessions", "schedule": 60.0},
@@ -521,6 +522,11 @@ KNOWLEDGE_MAX_CHUNKS_PER_ORGANIZATION = env.int(
 # At most one email a day to an organization's admins for each kind of notice (billing,
 # knowledge-base limits); the notice stays on their home page until dismissed.
 NOTICE_EMAIL_INTERVAL_HOURS = env.int("NOTICE_EMAIL_INTERVAL_HOURS", default=24)
+# Learners' assignment emails (training/reminders.py): the address links start with, how
+# long before the due date "due soon" is sent, and at most how many a learner gets a day.
+SITE_URL = env("SITE_URL", default="http://127.0.0.1:8000")
+ASSIGNMENT_DUE_SOON_HOURS = env.int("ASSIGNMENT_DUE_SOON_HOURS", default=48)
+ASSIGNMENT_EMAILS_PER_DAY = env.int("ASSIGNMENT_EMAILS_PER_DAY", default=1)
 CHUNK_TARGET_TOKENS = env.int("CHUNK_TARGET_TOKENS", default=220)
 CHUNK_OVERLAP_TOKENS = env.int("CHUNK_OVERLAP_TOKENS", default=40)
 EMBEDDING_PROVIDER = env("EMBEDDING_PROVIDER", default="local")

@@ -44,6 +44,10 @@ def create_assignment(
     audit.record("assignment.created", actor=actor, target=assignment,
                  changes={"scenario": scenario.title, "team": str(team or ""),
                           "learner": str(learner or "")})  # fmt: skip
+    from training.tasks import notify_new_assignment
+
+    # robust: a broker that is down costs the email, never the assignment.
+    transaction.on_commit(lambda: notify_new_assignment.delay(assignment.pk), robust=True)
     return assignment
 
 

@@ -198,6 +198,35 @@ class SessionStatus(models.TextChoices):
     ABANDONED = "abandoned", "Abandoned"
 
 
+class ReminderKind(models.TextChoices):
+    ASSIGNED = "assigned", "New assignment"
+    DUE_SOON = "due_soon", "Due soon"
+    OVERDUE = "overdue", "Overdue"
+
+
+class AssignmentReminder(models.Model):
+    """One message to one learner about one assignment (training/reminders.py): at most one
+    of each kind, so running the job again sends nothing twice."""
+
+    assignment = models.ForeignKey(Assignment, on_delete=models.CASCADE, related_name="+")
+    learner = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.CASCADE,
+                                related_name="+")  # fmt: skip
+    kind = models.CharField(max_length=10, choices=ReminderKind.choices)
+    emailed = models.BooleanField(default=False)  # False: only the home page shows it
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["assignment", "learner", "kind"], name="one_reminder_of_a_kind"
+            )
+        ]
+        indexes = [models.Index(fields=["learner", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.get_kind_display()}: assignment {self.assignment_id} to {self.learner_id}"
+
+
 class TrainingSession(models.Model):
     organization = models.ForeignKey(Organization, on_delete=models.CASCADE, related_name="+")
     learner = models.ForeignKey(

@@ -5,7 +5,7 @@ from __future__ import annotations
 from celery import shared_task
 from celery.app.task import Task
 
-from training import debriefs, sessions, turns
+from training import debriefs, reminders, sessions, turns
 from training.llm import LLMError
 
 
@@ -44,3 +44,13 @@ def end_expired_sessions() -> int:
 @shared_task(name="training.finish_abandoned_replies", acks_late=True)
 def finish_abandoned_replies() -> int:
     return turns.finish_abandoned_replies()
+
+
+@shared_task(name="training.notify_new_assignment", acks_late=True)
+def notify_new_assignment(assignment_id: int) -> int:
+    return reminders.notify_new_assignment(assignment_id)
+
+
+@shared_task(name="training.send_due_reminders", acks_late=True)
+def send_due_reminders() -> int:
+    return reminders.send_due_reminders()

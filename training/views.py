@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 from asgiref.sync import sync_to_async
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.contrib.auth.views import redirect_to_login
 from django.http import (
@@ -14,6 +16,7 @@ from django.http import (
     HttpResponseBase,
 )
 from django.shortcuts import redirect, render
+from django.utils import timezone
 from django.views.decorators.http import require_GET, require_POST
 
 from accounts import access, notices, usage
@@ -31,6 +34,7 @@ from training.models import (
 from training.rendering import prepare_for_page
 
 SESSION_PAGE = "training/session.html"
+NEW_FOR = timedelta(days=7)  # an assignment not yet started is marked new this long
 
 
 def _assignments_for(user: object) -> list[dict[str, object]]:
@@ -40,13 +44,23 @@ def _assignments_for(user: object) -> list[dict[str, object]]:
         progress = analytics.learner_progress(assignment, [user.pk]).get(
             user.pk, analytics.LearnerProgress()
         )
+        status = progress.status(assignment)
+        now = timezone.now()
+        due = assignment.due_at
         rows.append(
             {
                 "assignment": assignment,
                 "scenario": current,
                 "done": progress.attempts,
                 "best": progress.best,
-                "status": progress.status(assignment),
+                "status": status,
+                "new": status == "not started" and assignment.created_at > now - NEW_FOR,
+                "overdue": bool(due and due <= now and status != "passed"),
+                "due_soon": bool(
+                    due
+                    and now < due <= now + timedelta(hours=settings.ASSIGNMENT_DUE_SOON_HOURS)
+                    and status != "passed"
+                ),
             }
         )
     return rows
