@@ -88,14 +88,19 @@ def test_sign_ins_and_failures_are_recorded(client, bob, password):
     assert "wrong" not in str(failed.changes)
 
 
+def _change_in_the_admin(client, user, *, role, active):
+    data = {
+        "email": user.email, "full_name": user.full_name, "role": role,
+        "is_active": "on" if active else "",
+        "date_joined_0": user.date_joined.strftime("%Y-%m-%d"),
+        "date_joined_1": user.date_joined.strftime("%H:%M:%S"),
+    }  # fmt: skip
+    client.post(reverse("admin:accounts_user_change", args=[user.pk]), data)
+
+
 def test_role_changes_and_deactivation_in_the_admin_are_recorded(client, carol, bob):
     client.force_login(carol)
-    data = {
-        "email": bob.email, "full_name": bob.full_name, "role": "manager", "is_active": "",
-        "date_joined_0": bob.date_joined.strftime("%Y-%m-%d"),
-        "date_joined_1": bob.date_joined.strftime("%H:%M:%S"),
-    }  # fmt: skip
-    client.post(reverse("admin:accounts_user_change", args=[bob.pk]), data)
+    _change_in_the_admin(client, bob, role="manager", active=False)
     role = AuditEvent.objects.get(action="user.role_changed")
     assert role.changes == {"role": ["learner", "manager"]}
     assert role.actor_user == carol
@@ -287,12 +292,7 @@ def test_events_of_other_apps_actions_are_filtered_and_labelled(client, carol, a
 
 def test_the_audit_page_reads_as_changes_to_named_things(client, carol, bob):
     client.force_login(carol)
-    data = {
-        "email": bob.email, "full_name": bob.full_name, "role": "manager", "is_active": "on",
-        "date_joined_0": bob.date_joined.strftime("%Y-%m-%d"),
-        "date_joined_1": bob.date_joined.strftime("%H:%M:%S"),
-    }  # fmt: skip
-    client.post(reverse("admin:accounts_user_change", args=[bob.pk]), data)
+    _change_in_the_admin(client, bob, role="manager", active=True)
     page = client.get(reverse("audit-log")).content.decode()
     assert "<strong>role</strong>: learner → manager" in page
     assert f'href="{reverse("admin:accounts_user_change", args=[bob.pk])}">{bob}</a>' in page
