@@ -154,7 +154,8 @@ def test_a_cough_a_speech_model_hears_as_words_does_not_interrupt(voice_session,
 
     client, started, done, heard = run(talk())
     assert client.of_type("reply.interrupted"), describe(client)  # the audio stopped a moment
-    assert "".join(heard).count("you spoke for") == 2, heard  # the cough was heard as words
+    heard = "".join(heard)
+    assert "you spoke for 0." in heard, heard  # the cough (under a second) was heard as words
     assert done["interrupted"] is False, describe(client)
     assert client.of_type("reply.resumed")
     assert not Message.objects.get(pk=started["reply_id"]).interrupted
