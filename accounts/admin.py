@@ -235,6 +235,17 @@ class ProviderCredentialAdmin(OrganizationScopedAdmin):
     list_display = ["service", "organization", "base_url", "key_status", "updated_by", "updated_at"]
     list_filter = ["service", "organization"]
     readonly_fields = ["key_status", "updated_by", "updated_at"]
+    actions = ["test_connection"]
+
+    @admin.action(description="Test connection (one cheap read with the saved key)")
+    def test_connection(self, request: HttpRequest, queryset: Any) -> None:
+        from accounts import connection_tests
+
+        for credential in queryset:
+            worked, message = connection_tests.test_key(credential)
+            level = messages.SUCCESS if worked else messages.ERROR
+            self.message_user(request, f"{credential} ({credential.organization}): {message}",
+                              level)  # fmt: skip
 
     @admin.display(description="key")
     def key_status(self, obj: ProviderCredential) -> str:

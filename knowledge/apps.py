@@ -6,10 +6,17 @@ class KnowledgeConfig(AppConfig):
     verbose_name = "Knowledge base"
 
     def ready(self) -> None:
-        from accounts import access, audit, usage
+        from django.conf import settings
+
+        from accounts import access, audit, connection_tests, usage
+        from accounts.models import ProviderService
+        from core.connection_check import openai_compatible
         from knowledge import quotas, schema_examples  # noqa: F401 - registers API examples
         from knowledge.models import Chunk, Document
 
+        connection_tests.register(
+            ProviderService.EMBEDDINGS, openai_compatible(settings.EMBEDDING_BASE_URL)
+        )
         access.register(Document, learners="none")
         access.register(Chunk, learners="none")
         usage.register(quotas.allowances)

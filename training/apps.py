@@ -6,7 +6,11 @@ class TrainingConfig(AppConfig):
     verbose_name = "Training"
 
     def ready(self) -> None:
-        from accounts import access, audit
+        from django.conf import settings
+
+        from accounts import access, audit, connection_tests
+        from accounts.models import ProviderService
+        from core.connection_check import openai_compatible
         from training import schema_examples  # noqa: F401 - registers API examples
         from training.models import (
             Assignment,
@@ -17,6 +21,7 @@ class TrainingConfig(AppConfig):
             TrainingSession,
         )
 
+        connection_tests.register(ProviderService.LLM, openai_compatible(settings.LLM_BASE_URL))
         access.register(Scenario, learners="all")
         access.register(RubricItem, organization="scenario__organization_id", learners="all")
         access.register(Assignment, learners="none")

@@ -441,6 +441,11 @@ class OpenAIStub(_Stub):
             )
 
     async def http(self, request: HttpRequest) -> HttpResponse:
+        if (request.method, request.path) == ("GET", "/v1/models"):  # a key's cheapest read
+            if request.headers.get("authorization") != f"Bearer {OPENAI_KEY}":
+                return HttpResponse.json(401, INVALID_KEY)
+            models = [{"id": self.model, "object": "model"}, {"id": "whisper-1", "object": "model"}]
+            return HttpResponse.json(200, {"object": "list", "data": models})
         if request.method != "POST" or request.path != "/v1/audio/transcriptions":
             self.problems.append(f"unexpected HTTP {request.method} {request.path}")
             return HttpResponse(404)
@@ -618,6 +623,10 @@ class ElevenLabsStub(_Stub):
             await ws.send(json.dumps({"isFinal": True, "contextId": context_id}))
 
     async def http(self, request: HttpRequest) -> HttpResponse:
+        if (request.method, request.path) == ("GET", "/v1/models"):  # a key's cheapest read
+            if request.headers.get("xi-api-key") != ELEVENLABS_KEY:
+                return HttpResponse.json(401, INVALID_XI_KEY)
+            return HttpResponse.json(200, [{"model_id": self.model}, {"model_id": "eleven_v3"}])
         expected_path = f"/v1/text-to-speech/{self.voice_id}/stream"
         if request.method != "POST" or request.path != expected_path:
             self.problems.append(f"unexpected HTTP {request.method} {request.path}")
