@@ -346,9 +346,27 @@ class AssignmentAdmin(ServiceAdmin):
 
 @admin.register(TrainingSession)
 class TrainingSessionAdmin(OrganizationScopedAdmin):
-    list_display = ["scenario", "learner", "status", "channel", "started_at", "ended_reason"]
+    list_display = ["scenario", "learner", "status", "channel", "started_at", "ended_reason",
+                    "score", "conversation"]  # fmt: skip
     list_filter = ["status", "channel", "mode"]
-    readonly_fields = [f.name for f in TrainingSession._meta.fields]
+    readonly_fields = ["conversation", "score", *(f.name for f in TrainingSession._meta.fields)]
+
+    def get_queryset(self, request: HttpRequest) -> Any:
+        return super().get_queryset(request).select_related("evaluation", "scenario", "learner")
+
+    @admin.display(description="debrief score")
+    def score(self, obj: TrainingSession) -> str:
+        evaluation = getattr(obj, "evaluation", None)
+        overall = getattr(evaluation, "overall", None)
+        return "—" if overall is None else f"{overall}/100"
+
+    @admin.display(description="conversation")
+    def conversation(self, obj: TrainingSession) -> str:
+        """The transcript and debrief, on the session's own page (managers may read it)."""
+        return format_html(
+            '<a href="{}">Read the conversation and its debrief</a>',
+            reverse("training:session", args=[obj.pk]),
+        )
 
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False

@@ -254,3 +254,26 @@ def test_the_migration_stops_and_names_assignments_with_two_assignees(alice, bob
         migration.refuse_assignments_with_two_assignees(apps, None)
 
     assert Assignment.objects.filter(pk=both.pk, team=acme_team, learner=bob).exists()
+
+
+def test_a_manager_reaches_a_learners_conversation_from_the_admin_and_the_dashboard(
+    client, alice, bob, acme
+):
+    session = graded_session(bob, make_scenario(acme, title="Renewal call"), 77)
+    client.force_login(alice)
+
+    listing = client.get(reverse("admin:training_trainingsession_changelist")).content.decode()
+    link = reverse("training:session", args=[session.pk])
+    assert f'href="{link}"' in listing
+    assert "77/100" in listing
+    page = client.get(link)
+    assert page.status_code == 200
+    assert "Debrief" in page.content.decode()
+
+    home = client.get(reverse("home")).content.decode()
+    assert f"?learner__id__exact={bob.pk}" in home
+    filtered = client.get(
+        reverse("admin:training_trainingsession_changelist"), {"learner__id__exact": bob.pk}
+    )
+    assert filtered.status_code == 200
+    assert f'href="{link}"' in filtered.content.decode()
