@@ -349,7 +349,9 @@ class TrainingSessionAdmin(OrganizationScopedAdmin):
     list_display = ["scenario", "learner", "status", "channel", "started_at", "ended_reason",
                     "score", "conversation"]  # fmt: skip
     list_filter = ["status", "channel", "mode"]
-    readonly_fields = ["conversation", "score", *(f.name for f in TrainingSession._meta.fields)]
+    readonly_fields = [
+        "conversation", "score", "transcript", *(f.name for f in TrainingSession._meta.fields)
+    ]  # fmt: skip
 
     def get_queryset(self, request: HttpRequest) -> Any:
         return super().get_queryset(request).select_related("evaluation", "scenario", "learner")
@@ -366,6 +368,24 @@ class TrainingSessionAdmin(OrganizationScopedAdmin):
         return format_html(
             '<a href="{}">Read the conversation and its debrief</a>',
             reverse("training:session", args=[obj.pk]),
+        )
+
+    @admin.display(description="transcript")
+    def transcript(self, obj: TrainingSession) -> str:
+        """Who said what, in order, interrupted turns marked (the page has the rest)."""
+        turns = obj.messages.order_by("created_at", "id").values_list("role", "text", "interrupted")
+        names = {"persona": obj.scenario.persona_name or "Persona", "learner": "Learner"}
+        return format_html(
+            '<ol class="admin-transcript">{}</ol>',
+            format_html_join(
+                "",
+                "<li><strong>{}:</strong> {}{}</li>",
+                (
+                    (names.get(role, role.title()), text, " (interrupted)" if cut else "")
+                    for role, text, cut in turns
+                ),
+            )
+            or "—",
         )
 
     def has_add_permission(self, request: HttpRequest) -> bool:

@@ -269,6 +269,10 @@ def test_a_manager_reaches_a_learners_conversation_from_the_admin_and_the_dashbo
     page = client.get(link)
     assert page.status_code == 200
     assert "Debrief" in page.content.decode()
+    # The admin's own page of the session shows the transcript too.
+    detail = client.get(reverse("admin:training_trainingsession_change", args=[session.pk]))
+    opening = "<strong>Dana:</strong> I&#x27;m not sure we&#x27;re renewing."
+    assert opening in detail.content.decode()
 
     home = client.get(reverse("home")).content.decode()
     assert f"?learner__id__exact={bob.pk}" in home
