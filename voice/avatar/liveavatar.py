@@ -85,8 +85,9 @@ from voice.avatar.base import (
 logger = structlog.get_logger(__name__)
 
 BYTES_PER_SECOND = AVATAR_SAMPLE_RATE * 2  # 16-bit mono
-PACKET_BYTES = BYTES_PER_SECOND  # the docs' recommended ~1 s: the most gathered in one
-MAX_MESSAGE_BYTES = 1_000_000  # the docs' limit for one packet
+# The docs' recommended ~1 s: the most gathered in one packet (64 KB as base64, well under
+# the docs' 1 MB limit for a message).
+PACKET_BYTES = BYTES_PER_SECOND
 # Sessions end after 5 idle minutes; Pipecat sends a keep-alive every 150 s.
 KEEPALIVE_SECONDS = 120.0
 _INBOUND_MAX_BYTES = 1024 * 1024
