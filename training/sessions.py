@@ -94,17 +94,28 @@ def post_message(*, actor: Actor, session_id: int, text: object) -> PostedMessag
 
 
 def post_voice_turn(
-    *, actor: Actor, session_id: int, text: str, voice: dict[str, object]
+    *,
+    actor: Actor,
+    session_id: int,
+    text: str,
+    voice: dict[str, object],
+    ids: tuple[int, int] | None = None,
 ) -> PostedMessage:
     """Store a spoken turn (its transcript and speech figures) and the pending reply,
-    which the caller (the voice pipeline) generates itself with `turns.stream_reply`.
-    Refuses as `post_message` does."""
+    which the caller (the voice pipeline) generates itself with `turns.stream_reply`;
+    under `ids` (the turn's and the reply's) when its draft reserved them. Refuses as
+    `post_message` does."""
     with transaction.atomic():
-        return _store_turn(actor, session_id, text, voice=voice)
+        return _store_turn(actor, session_id, text, voice=voice, ids=ids)
 
 
 def _store_turn(
-    actor: Actor, session_id: int, text: object, *, voice: dict[str, object] | None
+    actor: Actor,
+    session_id: int,
+    text: object,
+    *,
+    voice: dict[str, object] | None,
+    ids: tuple[int, int] | None = None,
 ) -> PostedMessage:
     session = access.access_or_404(
         actor,
@@ -133,10 +144,12 @@ def _store_turn(
     if busy and not turns.finish_abandoned_replies(session_id=session.pk):
         raise TrainingError("Wait for the reply before sending another message.", status=409)
     _check_rate(actor)
+    learner_id, reply_id = ids or (None, None)
     learner_message = Message.objects.create(
-        session=session, role=MessageRole.LEARNER, text=text, voice=voice or {}
+        pk=learner_id, session=session, role=MessageRole.LEARNER, text=text, voice=voice or {}
     )
     reply = Message.objects.create(
+        pk=reply_id,
         session=session,
         role=MessageRole.PERSONA if session.scenario.is_roleplay else MessageRole.TRAINER,
         status=MessageStatus.STREAMING,

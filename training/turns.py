@@ -170,13 +170,27 @@ def _prepare(reply_id: int, draft: DraftReply | None = None) -> _Prepared | None
     return _Prepared(reply, model, built.prompt, built.citations)
 
 
-def _prepare_draft(session_id: int, text: str) -> tuple[ChatModel, Prompt, list[dict[str, object]]]:
+def _prepare_draft(
+    session_id: int, text: str
+) -> tuple[ChatModel, Prompt, list[dict[str, object]], tuple[int, int]]:
     session = TrainingSession.objects.using("default").select_related("scenario").get(pk=session_id)
     learner_message = Message(session=session, role=MessageRole.LEARNER, text=text)
     reply = Message(session=session, role=MessageRole.PERSONA, status=MessageStatus.STREAMING)
     model = get_chat_model(session.scenario.llm_model, session.scenario.organization_id)
     built = build_prompt(session, learner_message, reply, model)
-    return model, built.prompt, built.citations
+    return model, built.prompt, built.citations, _reserve_message_ids()
+
+
+def _reserve_message_ids() -> tuple[int, int]:
+    """Two message ids, in order, taken from the table's sequence without storing a row
+    (the turn and its reply, if the turn is confirmed; a discarded draft leaves a gap)."""
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT nextval(pg_get_serial_sequence(%s, 'id')) FROM generate_series(1, 2)",
+            [Message._meta.db_table],
+        )
+        first, second = sorted(row[0] for row in cursor.fetchall())
+    return first, second
 
 
 class DraftReply:
@@ -194,6 +208,9 @@ class DraftReply:
         self.model: ChatModel | None = None
         self.prompt: Prompt | None = None
         self.citations: list[dict[str, object]] = []
+        # The ids the turn and its reply will be stored under (reserved by `start`): voice
+        # names the reply to the learner's page before the rows are written.
+        self.ids: tuple[int, int] | None = None
         self.events: asyncio.Queue[TextDelta | Usage | BaseException | None] = asyncio.Queue()
         self.task: asyncio.Task[None] | None = None
         self.deltas: list[str] = []  # the text so far, for a look ahead (`text_so_far`)
@@ -202,7 +219,7 @@ class DraftReply:
 
     async def start(self) -> None:
         """Prepare the prompt and start the model. Raises what preparation raises."""
-        self.model, self.prompt, self.citations = await _db(_prepare_draft)(
+        self.model, self.prompt, self.citations, self.ids = await _db(_prepare_draft)(
             self.session_id, self.text
         )
         self.task = asyncio.ensure_future(self._pump())
@@ -386,6 +403,16 @@ async def _conclude(
         interrupted=progress.interrupted,
         streamed=publisher.available,
     )
+
+
+async def conclude_unread(reply_id: int) -> None:
+    """End a stored reply that was stopped before anything read it (voice: the learner
+    talked over it while its turn was being stored): interrupted, with nothing said."""
+    reply = await _db(Message.objects.using("default").filter(pk=reply_id).first)()
+    if reply is not None:
+        progress = _Progress()
+        progress.interrupted = True
+        await _conclude(reply, None, progress, streaming.ReplyPublisher(reply_id))
 
 
 async def run_to_end(reply_id: int) -> None:

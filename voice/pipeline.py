@@ -122,6 +122,13 @@ class _Reply:
     sender: asyncio.Task[None] | None = None
     generator: Any = None
     presynthesis: _Presynthesis | None = None  # the first clause, synthesized from the draft
+    # Spoken while its turn is being stored: the turn's words, the store, the draft's first
+    # clause (spoken without waiting for the stored reply's text), and that clause until the
+    # stored reply's text reaches it (it is not spoken twice).
+    turn_text: str = ""
+    stored: asyncio.Future[Any] | None = None
+    lead: _Presynthesis | None = None
+    ahead_clause: str | None = None
 
     @property
     def audible(self) -> bool:
@@ -708,34 +715,37 @@ class Conversation:
         draft: turns.DraftReply | None,
         presynthesis: _Presynthesis | None = None,
     ) -> None:
+        """Store the confirmed turn and answer it. With a draft that reserved the rows' ids
+        (the usual case in hands-free), the draft's first clause is spoken while the turn
+        is stored (the database is not on the way to the first audio); if the store is
+        refused, the reply stops and the learner gets their words back."""
         previous = self.reply
         if previous is not None and previous.reader is not None and not previous.reader.done():
             await self._cancel_reply(previous, confirmed=True)
-        try:
-            posted = await self._post_turn(text, speech_ms)
-        except Exception as exc:  # a refusal: the words go back to the learner
-            if presynthesis is not None:
-                presynthesis.cancel()
-            if draft is not None:
-                await draft.discard()
-            refused = as_refused(exc)
-            if refused is None:
-                logger.exception("voice_turn_failed", session_id=self.session_id)
-            message = refused.message if refused else "Your turn could not be saved."
-            await self._send(
-                {
-                    "type": "error",
-                    "code": "turn_refused",
-                    "fatal": False,
-                    "message": f"{message} You said: “{text}”",
-                }
-            )
-            await self._state("listening")
-            return
-        await self._send(
-            {"type": "transcript.final", "text": text, "message_id": posted.learner_message.pk}
+        stored: asyncio.Future[Any] | None = None
+        if draft is not None and draft.ids is not None and presynthesis is not None:
+            learner_id, reply_id = draft.ids
+            stored = asyncio.ensure_future(self._post_turn(text, speech_ms, ids=draft.ids))
+        else:
+            try:
+                posted = await self._post_turn(text, speech_ms)
+            except Exception as exc:
+                if presynthesis is not None:
+                    presynthesis.cancel()
+                if draft is not None:
+                    await draft.discard()
+                await self._turn_refused(exc, text)
+                return
+            learner_id, reply_id = posted.learner_message.pk, posted.reply.pk
+        await self._send({"type": "transcript.final", "text": text, "message_id": learner_id})
+        reply = _Reply(
+            reply_id=reply_id,
+            timings=timings,
+            presynthesis=presynthesis,
+            turn_text=text,
+            stored=stored,
+            lead=presynthesis if stored is not None else None,
         )
-        reply = _Reply(reply_id=posted.reply.pk, timings=timings, presynthesis=presynthesis)
         self.reply = reply
         await self._state("thinking")
         reply.reader = asyncio.ensure_future(self._read_reply(reply, draft))
@@ -743,13 +753,31 @@ class Conversation:
             reply.speaker = asyncio.ensure_future(self._speak(reply))
             reply.sender = asyncio.ensure_future(self._send_audio(reply))
 
-    async def _post_turn(self, text: str, speech_ms: float) -> training_sessions.PostedMessage:
+    async def _turn_refused(self, exc: Exception, text: str) -> None:
+        """The turn could not be stored: the words go back to the learner."""
+        refused = as_refused(exc)
+        if refused is None:
+            logger.exception("voice_turn_failed", session_id=self.session_id, exc_info=exc)
+        message = refused.message if refused else "Your turn could not be saved."
+        await self._send(
+            {
+                "type": "error",
+                "code": "turn_refused",
+                "fatal": False,
+                "message": f"{message} You said: “{text}”",
+            }
+        )
+        await self._state("listening")
+
+    async def _post_turn(
+        self, text: str, speech_ms: float, ids: tuple[int, int] | None = None
+    ) -> training_sessions.PostedMessage:
         voice = {"speech_ms": round(speech_ms), "words": len(text.split())}
         for _ in range(50):  # a reply finishing from a dropped socket: wait for it (≤ 10 s)
             try:
                 return await turns.on_database_thread(
                     self.database, training_sessions.post_voice_turn
-                )(actor=self.user, session_id=self.session_id, text=text, voice=voice)
+                )(actor=self.user, session_id=self.session_id, text=text, voice=voice, ids=ids)
             except Exception as exc:
                 refused = as_refused(exc)
                 if (
@@ -970,6 +998,10 @@ class Conversation:
     # --- the reply -----------------------------------------------------------------
 
     async def _read_reply(self, reply: _Reply, draft: turns.DraftReply | None = None) -> None:
+        if reply.stored is not None and not await self._turn_stored(reply):
+            if draft is not None:
+                await draft.discard()
+            return
         splitter = ClauseSplitter()
         parts: list[str] = []
         with turns.turns_on(self.database):
@@ -992,9 +1024,44 @@ class Conversation:
                 reply.clauses_done = True
                 reply.new_clause.set()
 
+    async def _turn_stored(self, reply: _Reply) -> bool:
+        """Wait for the turn a reply is spoken ahead of to be stored. Refused: the reply
+        stops (the learner may have heard its start) and the words go back to the learner.
+        Cancelled meanwhile (talked over at once): the turn is still stored, and its reply
+        ends interrupted, with nothing said (what was heard is recorded after)."""
+        assert reply.stored is not None
+        try:
+            await asyncio.shield(reply.stored)
+        except asyncio.CancelledError:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(reply.stored)
+                await asyncio.shield(turns.conclude_unread(reply.reply_id))
+            raise
+        except Exception as exc:
+            reply.cancelled = reply.paused = True
+            reply.clauses_done = True
+            self._stop_speech(reply)
+            if reply.audio_started is not None:
+                await self._to_avatar(lambda avatar: avatar.interrupt())
+                await self._send(
+                    {
+                        "type": "reply.interrupted",
+                        "reply_id": reply.reply_id,
+                        "played_ms": round(reply.played_ms(time.monotonic())),
+                        "resumable": False,
+                    }
+                )
+            await self._turn_refused(exc, reply.turn_text)
+            return False
+        return True
+
     @staticmethod
     def _add_clause(reply: _Reply, clause: str) -> None:
         clause = _spoken(clause)
+        if clause and reply.ahead_clause is not None:
+            ahead, reply.ahead_clause = reply.ahead_clause, None
+            if clause == ahead:
+                return  # spoken already, ahead of the stored text
         if clause:
             reply.clauses.append(clause)
             reply.new_clause.set()
@@ -1002,6 +1069,13 @@ class Conversation:
     async def _speak(self, reply: _Reply) -> None:
         assert self.synthesis is not None
         try:
+            lead, reply.lead = reply.lead, None
+            if lead is not None:  # the draft's first clause, without waiting for the store
+                await lead.clause_known.wait()
+                if lead.clause and lead.failure is None and not reply.clauses:
+                    reply.timings.setdefault("first_token", time.monotonic())
+                    reply.clauses.append(lead.clause)
+                    reply.ahead_clause = lead.clause
             while True:
                 if reply.next_clause < len(reply.clauses):
                     clause = reply.clauses[reply.next_clause]

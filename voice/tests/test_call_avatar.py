@@ -146,12 +146,14 @@ def test_a_page_that_cannot_join_the_room_has_the_face_closed_and_the_call_goes_
 @pytest.mark.parametrize("via", ["avatar", None])
 def test_an_interrupted_reply_keeps_only_what_the_face_had_said(voice_session, hosted_avatar, via):
     """The learner hears the face, which renders behind the audio it is sent (here it
-    starts 1.5 s late): a reply stopped before the face began is kept as nothing heard,
+    starts 3 s late): a reply stopped before the face began is kept as nothing heard,
     whatever the page's silenced player had reached. A page that plays our own audio
-    (`via` absent) keeps what its player reports."""
+    (`via` absent) keeps what its player reports. (The delay is long because this client
+    reads `reply.audio_started` only once it has sent its trailing silence, which can be a
+    second after the reply's first audio reached the face.)"""
 
     async def call():
-        async with running(LiveAvatarStub(speak_started_delay=1.5)) as stub:
+        async with running(LiveAvatarStub(speak_started_delay=3.0)) as stub:
             hosted_avatar.LIVEAVATAR_BASE_URL = stub.base_url
             client = await _with_face(voice_session)
             await client.speak(silence(300) + spoken(SENTENCE) + silence(1500))
