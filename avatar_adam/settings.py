@@ -632,7 +632,7 @@ VOICE_SILENCE_FALLBACK_MS = env.int("VOICE_SILENCE_FALLBACK_MS", default=1200)
 VOICE_CONFIRM_SILENCE_MS = env.int("VOICE_CONFIRM_SILENCE_MS", default=500)
 # A pause this long, with a recogniser that streams partial text, starts a draft reply on
 # that text before the VAD's stop and the final transcript (0: off).
-VOICE_DRAFT_PAUSE_MS = env.int("VOICE_DRAFT_PAUSE_MS", default=128)
+VOICE_DRAFT_PAUSE_MS = env.int("VOICE_DRAFT_PAUSE_MS", default=96)
 VOICE_BARGE_IN_GRACE_MS = env.int("VOICE_BARGE_IN_GRACE_MS", default=400)
 VOICE_BARGE_IN_MIN_SPEECH_MS = env.int("VOICE_BARGE_IN_MIN_SPEECH_MS", default=192)
 VOICE_BARGE_IN_MIN_WORDS = env.int("VOICE_BARGE_IN_MIN_WORDS", default=2)

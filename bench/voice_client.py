@@ -204,6 +204,17 @@ class Daphne:
                 time.sleep(0.2)
         self.url = f"ws://127.0.0.1:{self.port}"
 
+    def drafts(self) -> dict[str, int]:
+        """Replies drafted so far, by outcome (`used`, `discarded`), from Daphne's /metrics."""
+        import re
+        import urllib.request
+
+        url = f"http://127.0.0.1:{self.port}/metrics"
+        with urllib.request.urlopen(url, timeout=10) as response:
+            text = response.read().decode()
+        pattern = r'^voice_draft_replies_total\{outcome="(\w+)"\} ([0-9.e+]+)$'
+        return {m[1]: int(float(m[2])) for m in re.finditer(pattern, text, re.MULTILINE)}
+
     def cpu_seconds(self) -> float:
         times = self.ps.cpu_times()
         return times.user + times.system

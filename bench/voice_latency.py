@@ -14,6 +14,8 @@ warm-up turn not counted, then `--turns` turns of one learner talking in a loop)
 - `simulated-commit`: the same, with the final transcript 250 ms after the pipeline
   commits the segment (its VAD pause) instead of after the end of speech: what a
   commit-based hosted recogniser would do.
+- `simulated-pause128`: `simulated` with the draft pause at 128 ms (VOICE_DRAFT_PAUSE_MS,
+  the default before 96 ms).
 - `simulated-baseline`: `simulated` with no draft on partial text
   (VOICE_DRAFT_PAUSE_MS=0): the reply is drafted at the final transcript, as before.
 - `offline`: no fakes: faster-whisper tiny.en, Piper, the offline stand-in persona (its
@@ -117,6 +119,8 @@ def run_mode(mode: str, turns: int, scenario_id: int, user, utterances) -> dict:
         }  # fmt: skip
         if mode == "simulated-baseline":
             env["VOICE_DRAFT_PAUSE_MS"] = "0"  # the draft waits for the final transcript
+        if mode == "simulated-pause128":
+            env["VOICE_DRAFT_PAUSE_MS"] = "128"  # the default until 2026-12-07
         providers = "simulated"
     elif mode == "offline":
         env = {"LLM_PROVIDER": "offline"}
@@ -130,13 +134,15 @@ def run_mode(mode: str, turns: int, scenario_id: int, user, utterances) -> dict:
         asyncio.run(warm.run(time.monotonic() + 120, turns=1))
         call = voice_client.Call(mode, daphne.url, user, scenario_id, utterances, seed=7,
                                  pause=(0.8, 1.5))  # fmt: skip
+        before = daphne.drafts()
         asyncio.run(call.run(time.monotonic() + turns * 40, turns=turns))
+        drafts = {k: v - before.get(k, 0) for k, v in daphne.drafts().items()}
     finally:
         daphne.stop()
         if server is not None:
             server.shutdown()
     load_end = os.getloadavg()
-    return {"call": call, "load": (load_start, load_end), "warm": warm}
+    return {"call": call, "load": (load_start, load_end), "warm": warm, "drafts": drafts}
 
 
 def main() -> None:
@@ -150,7 +156,7 @@ def main() -> None:
     scenario_id, users = voice_client.learners("bench-voice-latency", 1)
     utterances = voice_client.speech()
     targets = {"simulated": 650, "simulated-baseline": 650, "simulated-commit": 650,
-               "offline": 1500}  # fmt: skip
+               "simulated-pause128": 650, "offline": 1500}  # fmt: skip
     from django.conf import settings
 
     print(f"cores {os.cpu_count()}; {args.turns} turns a mode after one warm-up turn; code "
@@ -193,6 +199,9 @@ def main() -> None:
             dry = sum(r.underruns for r in call.replies)
             print(f"turns that waited for the silence fallback: {fallbacks}; reply audio gaps "
                   f"> 120 ms: {gaps}, player ran dry: {dry}")  # fmt: skip
+            drafts = result["drafts"]
+            print(f"replies drafted: {drafts.get('used', 0)} used, {drafts.get('discarded', 0)} "
+                  f"thrown away (the learner went on)")  # fmt: skip
             p95 = pct(v2v, 0.95) if v2v else float("nan")
             target = targets[mode]
             print(f"target voice_to_voice p95 < {target} ms: {p95:.0f} ms -> "
