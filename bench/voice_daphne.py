@@ -5,7 +5,8 @@
 `BENCH_VOICE_PROVIDERS` (instant, simulated or real) chooses the speech providers
 (bench/voice_fakes.py); they are installed before the ASGI application is imported, then
 Daphne's own command line runs `avatar_adam.asgi:application` with the arguments given.
-With `BENCH_LAG_FILE` set, how late Daphne's event loop wakes is written there; with
+With `BENCH_GC_FILE` set, garbage collections of 10 ms or more are appended there. With
+`BENCH_LAG_FILE` set, how late Daphne's event loop wakes is written there; with
 `BENCH_PROFILE` set, the event loop's thread is profiled (cProfile) and its statistics
 written to that path when Daphne stops.
 """
@@ -26,6 +27,8 @@ def main() -> None:
     import voice_fakes
 
     voice_fakes.install(os.environ.get("BENCH_VOICE_PROVIDERS", "instant"))
+    if os.environ.get("BENCH_GC_FILE"):
+        watch_garbage_collection(os.environ["BENCH_GC_FILE"])
     if os.environ.get("BENCH_LAG_FILE"):
         voice_fakes.watch_event_loop(daphne.server.twisted_loop, os.environ["BENCH_LAG_FILE"])
     from daphne.cli import CommandLineInterface
@@ -40,6 +43,25 @@ def main() -> None:
     if profile:
         profiler.disable()
         profiler.dump_stats(profile)
+
+
+def watch_garbage_collection(path: str) -> None:
+    """Append each garbage collection that took 10 ms or more (generation, ms) to `path`."""
+    import gc
+    import time
+
+    started: list[float] = []
+
+    def callback(phase: str, info: dict) -> None:
+        if phase == "start":
+            started[:] = [time.perf_counter()]
+        elif started:
+            took = (time.perf_counter() - started[0]) * 1000
+            if took >= 10:
+                with open(path, "a") as out:
+                    out.write(f"{time.time():.3f} gen{info['generation']} {took:.1f}\n")
+
+    gc.callbacks.append(callback)
 
 
 if __name__ == "__main__":

@@ -435,7 +435,7 @@ class Conversation:
         self.audio_ms += frame_ms
         if self.mode == "push_to_talk" and not self.ptt_held:
             return
-        events = self.detector.feed(pcm)
+        events = await self.detector.feed_off_loop(pcm)
         for event in events:
             if event.kind == "speech_started":
                 await self._speech_started(event.at_ms)
