@@ -240,10 +240,10 @@ class DraftReply:
             self.finished = True
             self.grew.set()
 
-    async def text_so_far(self) -> AsyncIterator[str]:
-        """The draft's text deltas as they come, without taking them from the turn (voice
-        synthesizes the first clause before the turn is confirmed). Ends with the model."""
-        index = 0
+    async def text_so_far(self, start: int = 0) -> AsyncIterator[str]:
+        """The draft's text deltas as they come (from the `start`th), without taking them
+        from the turn (voice speaks them before the turn is stored). Ends with the model."""
+        index = start
         while True:
             while index < len(self.deltas):
                 index += 1

@@ -122,13 +122,12 @@ class _Reply:
     sender: asyncio.Task[None] | None = None
     generator: Any = None
     presynthesis: _Presynthesis | None = None  # the first clause, synthesized from the draft
-    # Spoken while its turn is being stored: the turn's words, the store, the draft's first
-    # clause (spoken without waiting for the stored reply's text), and that clause until the
-    # stored reply's text reaches it (it is not spoken twice).
+    # Spoken while its turn is being stored (from its draft's text, in memory): the turn's
+    # words, the store, and the clauses cut from the draft's text so far (how many deltas).
     turn_text: str = ""
     stored: asyncio.Future[Any] | None = None
-    lead: _Presynthesis | None = None
-    ahead_clause: str | None = None
+    draft_clauses: ClauseSplitter | None = None
+    draft_deltas_read: int = 0
 
     @property
     def audible(self) -> bool:
@@ -716,9 +715,9 @@ class Conversation:
         presynthesis: _Presynthesis | None = None,
     ) -> None:
         """Store the confirmed turn and answer it. With a draft that reserved the rows' ids
-        (the usual case in hands-free), the draft's first clause is spoken while the turn
-        is stored (the database is not on the way to the first audio); if the store is
-        refused, the reply stops and the learner gets their words back."""
+        (the usual case in hands-free), the reply is spoken from the draft's text while the
+        turn is stored (the database is not on the way to the reply's audio); if the store
+        is refused, the reply stops and the learner gets their words back."""
         previous = self.reply
         if previous is not None and previous.reader is not None and not previous.reader.done():
             await self._cancel_reply(previous, confirmed=True)
@@ -744,8 +743,11 @@ class Conversation:
             presynthesis=presynthesis,
             turn_text=text,
             stored=stored,
-            lead=presynthesis if stored is not None else None,
         )
+        if stored is not None and draft is not None:
+            # What the draft has written is spoken now, without a hop through a task.
+            reply.draft_clauses = ClauseSplitter()
+            self._cut_draft_text(reply, list(draft.deltas))
         self.reply = reply
         await self._state("thinking")
         reply.reader = asyncio.ensure_future(self._read_reply(reply, draft))
@@ -998,10 +1000,45 @@ class Conversation:
     # --- the reply -----------------------------------------------------------------
 
     async def _read_reply(self, reply: _Reply, draft: turns.DraftReply | None = None) -> None:
-        if reply.stored is not None and not await self._turn_stored(reply):
-            if draft is not None:
-                await draft.discard()
-            return
+        """Read the stored reply's text (sent to the page as it comes) and cut it into
+        clauses to speak; a reply spoken ahead of its stored turn takes its clauses from
+        the draft's text instead, which is the same model stream, held in memory."""
+        feeder = None
+        if reply.draft_clauses is not None and draft is not None:
+            feeder = asyncio.ensure_future(self._clauses_of_draft(reply, draft))
+        try:
+            if reply.stored is not None and not await self._turn_stored(reply):
+                if draft is not None:
+                    await draft.discard()
+                return
+            await self._stored_text(reply, draft, split=feeder is None)
+            if feeder is not None:
+                await feeder  # ends with the model, as the stored text just did
+        finally:
+            if feeder is not None and not feeder.done():
+                feeder.cancel()
+            reply.clauses_done = True
+            reply.new_clause.set()
+
+    async def _clauses_of_draft(self, reply: _Reply, draft: turns.DraftReply) -> None:
+        async for delta in draft.text_so_far(start=reply.draft_deltas_read):
+            self._cut_draft_text(reply, [delta])
+        assert reply.draft_clauses is not None
+        for clause in reply.draft_clauses.flush():
+            self._add_clause(reply, clause)
+
+    def _cut_draft_text(self, reply: _Reply, deltas: list[str]) -> None:
+        assert reply.draft_clauses is not None
+        if deltas:
+            reply.timings.setdefault("first_token", time.monotonic())
+        for delta in deltas:
+            reply.draft_deltas_read += 1
+            for clause in reply.draft_clauses.feed(delta):
+                self._add_clause(reply, clause)
+
+    async def _stored_text(
+        self, reply: _Reply, draft: turns.DraftReply | None, *, split: bool
+    ) -> None:
         splitter = ClauseSplitter()
         parts: list[str] = []
         with turns.turns_on(self.database):
@@ -1014,15 +1051,15 @@ class Conversation:
                     await self._send(
                         {"type": "reply.text_delta", "reply_id": reply.reply_id, "text": delta}
                     )
-                    for clause in splitter.feed(delta):
+                    if split:
+                        for clause in splitter.feed(delta):
+                            self._add_clause(reply, clause)
+                if split:
+                    for clause in splitter.flush():
                         self._add_clause(reply, clause)
-                for clause in splitter.flush():
-                    self._add_clause(reply, clause)
             finally:
                 await generator.aclose()
                 reply.text = "".join(parts)
-                reply.clauses_done = True
-                reply.new_clause.set()
 
     async def _turn_stored(self, reply: _Reply) -> bool:
         """Wait for the turn a reply is spoken ahead of to be stored. Refused: the reply
@@ -1058,10 +1095,6 @@ class Conversation:
     @staticmethod
     def _add_clause(reply: _Reply, clause: str) -> None:
         clause = _spoken(clause)
-        if clause and reply.ahead_clause is not None:
-            ahead, reply.ahead_clause = reply.ahead_clause, None
-            if clause == ahead:
-                return  # spoken already, ahead of the stored text
         if clause:
             reply.clauses.append(clause)
             reply.new_clause.set()
@@ -1069,13 +1102,6 @@ class Conversation:
     async def _speak(self, reply: _Reply) -> None:
         assert self.synthesis is not None
         try:
-            lead, reply.lead = reply.lead, None
-            if lead is not None:  # the draft's first clause, without waiting for the store
-                await lead.clause_known.wait()
-                if lead.clause and lead.failure is None and not reply.clauses:
-                    reply.timings.setdefault("first_token", time.monotonic())
-                    reply.clauses.append(lead.clause)
-                    reply.ahead_clause = lead.clause
             while True:
                 if reply.next_clause < len(reply.clauses):
                     clause = reply.clauses[reply.next_clause]
