@@ -57,15 +57,22 @@ def _messages(session_id: int) -> list[tuple[int, str]]:
         connection.close()  # this may be a worker thread of the test's loop
 
 
-async def _audio_while_locked(client, lock: SessionLock, session_id: int):
-    await client.speak(silence(300) + spoken(SENTENCE) + silence(1500))
-    started = await client.wait_for("reply.audio_started", timeout=60)
-    deadline = asyncio.get_running_loop().time() + 30
-    while client.audio_frames < 5 and asyncio.get_running_loop().time() < deadline:
-        await asyncio.sleep(0.02)
-    frames, stored = client.audio_frames, await asyncio.to_thread(_messages, session_id)
-    lock.release.set()
-    return started, frames, stored
+async def _first_turn_with_the_store_held(learner, session_id: int):
+    """Connect, speak a turn while the session's row is locked, and let go once the reply's
+    audio has started: (client, `reply.audio_started`, audio frames and stored messages
+    then)."""
+    client = call_for(learner, session_id)
+    assert await client.connect()
+    await client.wait_for("session.ready")
+    await client.send_json({"type": "start"})
+    with SessionLock(session_id):
+        await client.speak(silence(300) + spoken(SENTENCE) + silence(1500))
+        started = await client.wait_for("reply.audio_started", timeout=60)
+        deadline = asyncio.get_running_loop().time() + 30
+        while client.audio_frames < 5 and asyncio.get_running_loop().time() < deadline:
+            await asyncio.sleep(0.02)
+        frames, stored = client.audio_frames, await asyncio.to_thread(_messages, session_id)
+    return client, started, frames, stored
 
 
 def test_the_reply_speaks_while_its_turn_is_stored_under_the_ids_the_page_was_told(
@@ -74,12 +81,8 @@ def test_the_reply_speaks_while_its_turn_is_stored_under_the_ids_the_page_was_to
     learner = voice_session.learner
 
     async def talk():
-        client = call_for(learner, voice_session.pk)
-        assert await client.connect()
-        await client.wait_for("session.ready")
-        await client.send_json({"type": "start"})
-        with SessionLock(voice_session.pk) as lock:
-            started, frames, stored = await _audio_while_locked(client, lock, voice_session.pk)
+        turn = await _first_turn_with_the_store_held(learner, voice_session.pk)
+        client, started, frames, stored = turn
         done = await client.wait_for("reply.done", timeout=60)
         await client.disconnect()
         return client, started, frames, stored, done
@@ -116,12 +119,7 @@ def test_a_turn_refused_while_its_reply_speaks_stops_the_reply_and_gives_the_wor
     settings.MESSAGE_RATE_PER_MINUTE = 0
 
     async def talk():
-        client = call_for(learner, voice_session.pk)
-        assert await client.connect()
-        await client.wait_for("session.ready")
-        await client.send_json({"type": "start"})
-        with SessionLock(voice_session.pk) as lock:
-            started, _, _ = await _audio_while_locked(client, lock, voice_session.pk)
+        client, started, _, _ = await _first_turn_with_the_store_held(learner, voice_session.pk)
         error = await client.wait_for("error", timeout=30)
         interrupted = await client.wait_for("reply.interrupted", timeout=30)
         refused_messages = await asyncio.to_thread(_messages, voice_session.pk)
